@@ -1,0 +1,125 @@
+"""`SSRSplit`: disjoint labeled / unlabeled / validation / test index sets."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class SSRSplit:
+    """Row indices of the four disjoint parts of a semi-supervised split.
+
+    The training part is `labeled + unlabeled`; validation and test are held
+    out first, so the same seed gives the same test set for every label ratio.
+
+    Args:
+        labeled: indices of labeled training rows.
+        unlabeled: indices of training rows whose labels are hidden.
+        validation: indices of the validation rows (model selection).
+        test: indices of the test rows.
+
+    Example:
+
+    >>> split = SSRSplit.from_size(1000, label_ratio=0.1, seed=0)
+    >>> len(split.labeled), len(split.unlabeled), len(split.test)
+    (70, 630, 200)
+    """
+
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def from_size(
+        cls,
+        num_rows,
+        label_ratio=None,
+        num_labels=None,
+        validation_ratio=0.1,
+        test_ratio=0.2,
+        seed=0,
+    ):
+        """Draws a split of `num_rows` rows, deterministic per `seed`.
+
+        Args:
+            num_rows: number of rows in the dataset.
+            label_ratio: fraction in (0, 1] of the training part that is labeled.
+            num_labels: number of labeled rows instead of `label_ratio`.
+            validation_ratio: fraction of all rows held out for validation.
+            test_ratio: fraction of all rows held out for test.
+            seed: seed of the permutation.
+        """
+        num_val = int(round(validation_ratio * num_rows))
+        num_test = int(round(test_ratio * num_rows))
+        num_train = num_rows - num_val - num_test
+        if num_val < 0 or num_test < 0 or num_train <= 0:
+            raise ValueError(
+                f"validation_ratio={validation_ratio} and test_ratio={test_ratio} "
+                f"leave no training rows out of {num_rows}."
+            )
+        num_labeled = resolve_num_labels(num_train, label_ratio, num_labels)
+        order = np.random.default_rng(seed).permutation(num_rows)
+        test, validation, train = np.split(order, [num_test, num_test + num_val])
+        return cls(
+            labeled=np.sort(train[:num_labeled]),
+            unlabeled=np.sort(train[num_labeled:]),
+            validation=np.sort(validation),
+            test=np.sort(test),
+        )
+
+    @classmethod
+    def from_parts(cls, labeled, unlabeled, validation, test):
+        """Builds a split from given index arrays, checking they are disjoint."""
+        parts = {
+            "labeled": labeled,
+            "unlabeled": unlabeled,
+            "validation": validation,
+            "test": test,
+        }
+        parts = {k: np.asarray(v, dtype="int64") for k, v in parts.items()}
+        seen = np.concatenate(list(parts.values()))
+        if len(np.unique(seen)) != len(seen):
+            raise ValueError("Split parts overlap: every row may be in one part only.")
+        if len(parts["labeled"]) == 0:
+            raise ValueError("The labeled part is empty: give at least one label.")
+        return cls(**parts)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            array = np.asarray(getattr(self, field.name), dtype="int64")
+            object.__setattr__(self, field.name, array)
+
+    @property
+    def train(self):
+        """All training rows (labeled and unlabeled), sorted."""
+        return np.sort(np.concatenate([self.labeled, self.unlabeled]))
+
+    def sizes(self):
+        """Part name -> number of rows."""
+        return {f.name: len(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def resolve_num_labels(num_train, label_ratio=None, num_labels=None):
+    """Turns a label ratio or a label count into a checked label count.
+
+    Args:
+        num_train: number of training rows (labeled + unlabeled).
+        label_ratio: fraction in (0, 1] of the training rows to label.
+        num_labels: number of rows to label, 1 <= num_labels <= num_train.
+    """
+    if (label_ratio is None) == (num_labels is None):
+        raise ValueError("Give exactly one of label_ratio and num_labels.")
+    if num_labels is not None:
+        if not 1 <= int(num_labels) <= num_train:
+            raise ValueError(
+                f"num_labels={num_labels} is outside [1, {num_train}]: the training "
+                f"part has {num_train} rows. Use a smaller --num-labels."
+            )
+        return int(num_labels)
+    if not 0.0 < float(label_ratio) <= 1.0:
+        raise ValueError(
+            f"label_ratio={label_ratio} is outside (0, 1]: give the fraction of "
+            "training rows that keep their label, e.g. 0.05 for 5 %."
+        )
+    return max(1, int(round(label_ratio * num_train)))

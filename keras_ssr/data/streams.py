@@ -1,0 +1,121 @@
+"""tf.data pipelines: the three training streams and the evaluation stream."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+
+def make_train_stream(
+    labeled,
+    unlabeled_x,
+    views,
+    labeled_batch_size=64,
+    unlabeled_batch_size=256,
+    holdout=None,
+    holdout_batch_size=None,
+    unlabeled_y=None,
+    seed=0,
+):
+    """Builds the endless per-step stream every keras-ssr method trains on.
+
+    Each element is a dict:
+    `{"labeled": (x_l, y_l), "unlabeled": (x_weak, x_strong),
+    "holdout": (x_h, y_h)}` and, in benchmark mode (`unlabeled_y` given),
+    `"unlabeled_targets": y_u` (never used for training, only for diagnostics).
+    The labeled and hold-out streams draw from their sets with independent
+    shuffles; every stream repeats on its own, so the shorter set never ends an
+    epoch: pass `steps_per_epoch` to `fit` (see `steps_per_epoch`).
+
+    Args:
+        labeled: tuple `(x, y)` of labeled training rows, `y` standardised.
+        unlabeled_x: unlabeled training features. When empty (every row is
+            labeled), the labeled features serve as the unlabeled stream.
+        views: callable `(x, seed) -> (weak, strong)`, e.g. `TabularViews`.
+        labeled_batch_size: global batch size of the labeled stream.
+        unlabeled_batch_size: global batch size of the unlabeled stream.
+        holdout: tuple `(x, y)` for the hold-out stream; defaults to `labeled`
+            (an independent sampler over the labeled set).
+        holdout_batch_size: defaults to `labeled_batch_size`.
+        unlabeled_y: optional ground truth of `unlabeled_x` (benchmark mode).
+        seed: seed of the shuffles and of the augmentation.
+
+    Example:
+
+    >>> import numpy as np
+    >>> views = lambda x, seed: (x, x)
+    >>> ds = make_train_stream(
+    ...     (np.zeros((8, 2), "float32"), np.zeros(8, "float32")),
+    ...     np.zeros((32, 2), "float32"), views,
+    ...     labeled_batch_size=4, unlabeled_batch_size=16)
+    >>> sorted(next(iter(ds)))
+    ['holdout', 'labeled', 'unlabeled']
+    """
+    x_l, y_l = _as_float32(*labeled)
+    if len(x_l) == 0:
+        raise ValueError("The labeled split is empty: give at least one label.")
+    unlabeled_x = np.asarray(unlabeled_x, dtype="float32")
+    if len(unlabeled_x) == 0:
+        unlabeled_x, unlabeled_y = x_l, (None if unlabeled_y is None else y_l)
+    holdout = _as_float32(*(holdout if holdout is not None else labeled))
+    streams = {
+        "labeled": _repeated((x_l, y_l), labeled_batch_size, seed),
+        "holdout": _repeated(
+            holdout, holdout_batch_size or labeled_batch_size, seed + 7919
+        ),
+        "unlabeled": _unlabeled(
+            unlabeled_x, unlabeled_y, views, unlabeled_batch_size, seed
+        ),
+    }
+    return tf.data.Dataset.zip(streams).map(_flatten).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(
+    num_labeled, num_unlabeled, labeled_batch_size, unlabeled_batch_size
+):
+    """Steps for one pass over the larger of the labeled and unlabeled sets."""
+    return max(
+        math.ceil(num_labeled / labeled_batch_size),
+        math.ceil(max(num_unlabeled, 1) / unlabeled_batch_size),
+    )
+
+
+def make_eval_stream(x, y, batch_size=1024):
+    """Finite `(x, y)` batches in target units for `evaluate`/validation."""
+    x, y = _as_float32(x, y)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+
+
+def _as_float32(x, y):
+    return np.asarray(x, dtype="float32"), np.asarray(y, dtype="float32")
+
+
+def _repeated(arrays, batch_size, seed):
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
+    dataset = dataset.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat().batch(batch_size, drop_remainder=True)
+
+
+def _unlabeled(x, y, views, batch_size, seed):
+    arrays = x if y is None else (x, np.asarray(y, dtype="float32"))
+    batches = _repeated(arrays, batch_size, seed + 104729)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip(batches, seeds).map(
+        lambda batch, s: _with_views(batch, views, s),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _with_views(batch, views, seed):
+    x, y = batch if isinstance(batch, tuple) else (batch, None)
+    weak, strong = views(x, seed)
+    return (weak, strong) if y is None else (weak, strong, y)
+
+
+def _flatten(streams):
+    out = dict(streams)
+    if len(streams["unlabeled"]) == 3:
+        weak, strong, y_u = streams["unlabeled"]
+        out["unlabeled"], out["unlabeled_targets"] = (weak, strong), y_u
+    return out

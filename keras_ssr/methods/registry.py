@@ -1,0 +1,34 @@
+"""Method names -> `SSRModel` classes, for the trainer and user code."""
+
+from keras_ssr.methods.mean_teacher import MeanTeacher
+from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.supervised import Supervised
+
+METHODS = {
+    "supervised": Supervised,
+    "pseudo_label": PseudoLabel,
+    "mean_teacher": MeanTeacher,
+}
+
+
+def method_names():
+    """Registered method names, sorted."""
+    return sorted(METHODS)
+
+
+def get_method(name):
+    """The `SSRModel` class registered under `name`.
+
+    Args:
+        name: a registered method name, e.g. `"pseudo_label"`.
+
+    Example:
+
+    >>> get_method("supervised").__name__
+    'Supervised'
+    """
+    if name not in METHODS:
+        raise ValueError(
+            f"Unknown method {name!r}. Valid methods: {', '.join(method_names())}."
+        )
+    return METHODS[name]

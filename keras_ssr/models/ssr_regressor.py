@@ -1,0 +1,96 @@
+"""`SSRRegressor`: backbone + Dense(1) head, with in-graph input/target scaling."""
+
+import keras
+import numpy as np
+
+
+@keras.saving.register_keras_serializable(package="keras_ssr")
+class SSRRegressor(keras.Model):
+    """The deployable regressor: raw features in, target units out.
+
+    `call` standardises raw inputs with the training feature statistics, runs
+    the backbone and the Dense(1) `head`, and de-standardises the output with
+    the labeled target statistics. Training code works in standardised target
+    units through `features` and `standardized`.
+
+    Args:
+        backbone: a layer mapping standardised inputs to features.
+        input_mean: per-feature mean used to standardise raw inputs (or `None`).
+        input_std: per-feature standard deviation (or `None`).
+        target_mean: mean of the labeled training targets.
+        target_std: standard deviation of the labeled training targets.
+        **kwargs: standard `keras.Model` arguments.
+
+    Example:
+
+    >>> from keras_ssr.models.mlp_backbone import MLPBackbone
+    >>> model = SSRRegressor(MLPBackbone((16,)), target_mean=2.0, target_std=0.5)
+    >>> model(np.ones((3, 4), "float32")).shape
+    (3, 1)
+    """
+
+    def __init__(
+        self,
+        backbone,
+        input_mean=None,
+        input_std=None,
+        target_mean=0.0,
+        target_std=1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.head = keras.layers.Dense(1, name="head")
+        self.input_mean = None if input_mean is None else _floats(input_mean)
+        self.input_std = None if input_std is None else _floats(input_std, floor=True)
+        self.target_mean = float(target_mean)
+        self.target_std = float(target_std)
+
+    def build(self, input_shape):
+        if not self.backbone.built:  # a deserialized backbone comes built
+            self.backbone.build(input_shape)
+        self.head.build(self.backbone.compute_output_shape(input_shape))
+        self.built = True
+
+    def features(self, x, training=False):
+        """Backbone features of raw inputs `x`."""
+        x = keras.ops.convert_to_tensor(x, dtype=self.compute_dtype)
+        if self.input_mean is not None:
+            mean = keras.ops.convert_to_tensor(self.input_mean, dtype=x.dtype)
+            std = keras.ops.convert_to_tensor(self.input_std, dtype=x.dtype)
+            x = (x - mean) / std
+        return self.backbone(x, training=training)
+
+    def standardized(self, x, training=False):
+        """Predictions in standardised target units."""
+        return self.head(self.features(x, training=training))
+
+    def destandardize(self, y_std):
+        return y_std * self.target_std + self.target_mean
+
+    def call(self, inputs, training=False):
+        return self.destandardize(self.standardized(inputs, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            backbone=keras.saving.serialize_keras_object(self.backbone),
+            input_mean=self.input_mean,
+            input_std=self.input_std,
+            target_mean=self.target_mean,
+            target_std=self.target_std,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def _floats(values, floor=False):
+    values = np.asarray(values, dtype="float64").reshape(-1)
+    if floor:
+        values = np.where(values > 0, values, 1.0)
+    return [float(v) for v in values]

@@ -1,0 +1,125 @@
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from trainers import run as run_module
+from trainers.run import main, parse_args
+
+FAST = ["--epochs", "2", "--steps-per-epoch", "3", "--verbose", "0"]
+
+
+def test_default_cli_path_end_to_end(tmp_path, capsys):
+    out, exp = str(tmp_path / "runs"), str(tmp_path / "savedmodels")
+    assert (
+        main(FAST + ["--output-dir", out, "--export-dir", exp, "--run-name", "r"]) == 0
+    )
+    printed = capsys.readouterr().out
+    for method in ("supervised", "pseudo_label", "mean_teacher"):
+        assert method in printed
+    assert "test MAE" in printed and "test R2" in printed
+    results = json.load(open(os.path.join(out, "r", "results.json")))
+    assert results["config"]["dataset"] == "california_housing"
+    assert results["config"]["label_ratio"] == 0.05
+    assert [r["method"] for r in results["records"]] == [
+        "supervised",
+        "pseudo_label",
+        "mean_teacher",
+    ]
+    for record in results["records"]:
+        assert record["test_mae"] > 0 and -1 < record["test_r2"] < 1
+        assert record["best_epoch"] in (1, 2)
+    rows = list(csv.DictReader(open(os.path.join(out, "r", "results.csv"))))
+    assert len(rows) == 6 and {r["kind"] for r in rows} == {"seed", "mean_std"}
+    for method in ("supervised", "pseudo_label", "mean_teacher"):
+        tb = os.path.join(out, "r", "tensorboard", method, "seed_0")
+        assert glob.glob(os.path.join(tb, "train", "events.out.tfevents.*"))
+        assert glob.glob(os.path.join(tb, "validation", "events.out.tfevents.*"))
+        assert os.path.exists(os.path.join(exp, "r", method, "1", "saved_model.pb"))
+
+
+def test_seeds_aggregate_mean_and_std(tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "runs")
+    args = FAST + [
+        "--methods",
+        "supervised",
+        "--seeds",
+        "0-1",
+        "--num-labels",
+        "50",
+        "--output-dir",
+        out,
+        "--export-dir",
+        str(tmp_path / "sm"),
+        "--run-name",
+        "s",
+        "--hidden-units",
+        "8",
+    ]
+    main(args)
+    results = json.load(open(os.path.join(out, "s", "results.json")))
+    maes = [r["test_mae"] for r in results["records"]]
+    agg = results["aggregates"][0]
+    assert agg["num_seeds"] == 2
+    assert agg["test_mae_mean"] == pytest.approx(np.mean(maes))
+    assert agg["test_mae_std"] == pytest.approx(np.std(maes, ddof=1))
+    assert " +- " in capsys.readouterr().out
+    assert results["exports"]["supervised"]["seed"] in (0, 1)
+
+
+def test_fully_supervised_labels_every_training_row(tmp_path):
+    config = parse_args(FAST + ["--methods", "fully_supervised"])
+    from datasets import load_dataset
+    from trainers.experiment import make_split
+
+    split = make_split(
+        load_dataset("california_housing"), config, 0, "fully_supervised"
+    )
+    assert len(split.unlabeled) == 0 and len(split.labeled) == 14448
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "mnist"], "unknown dataset 'mnist'; valid: california_housing"),
+        (["--methods", "supervised,fixmatch"], "unknown method(s) fixmatch; valid:"),
+        (["--label-ratio", "1.5"], "--label-ratio 1.5 is outside (0, 1]"),
+        (["--label-ratio", "0"], "--label-ratio 0.0 is outside (0, 1]"),
+        (["--seeds", "a-b"], "--seeds 'a-b': use"),
+        (["--label-ratio", "0.1", "--num-labels", "5"], "not allowed with argument"),
+    ],
+)
+def test_bad_flags_exit_with_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_label_count_above_train_size_is_refused(tmp_path, capsys):
+    argv = FAST + ["--num-labels", "999999", "--output-dir", str(tmp_path)]
+    assert main(argv) == 2
+    assert "num_labels=999999 is outside [1, 14448]" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="Use a smaller --num-labels"):
+        run_module.run(parse_args(argv))
+
+
+def test_help_lists_flags(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in (
+        "--dataset",
+        "--methods",
+        "--label-ratio",
+        "--num-labels",
+        "--seeds",
+        "--epochs",
+        "--batch-size",
+        "--output-dir",
+        "--export-dir",
+    ):
+        assert flag in text

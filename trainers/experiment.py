@@ -1,0 +1,179 @@
+"""Trains one method on one seed's split and evaluates it: the trainer's core."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ssr.data.split import SSRSplit
+from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
+from keras_ssr.data.tabular_views import TabularViews
+from keras_ssr.data.target_scaler import TargetScaler
+from keras_ssr.methods.registry import get_method
+from keras_ssr.methods.ssr_model import METRIC_NAMES
+from keras_ssr.models.mlp_backbone import MLPBackbone
+from keras_ssr.models.ssr_regressor import SSRRegressor
+
+# "fully_supervised" trains `Supervised` with every training label: the upper bound.
+FULLY_SUPERVISED = "fully_supervised"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What one (method, seed) run leaves: metrics and the best regressor."""
+
+    method: str
+    seed: int
+    best_epoch: int
+    validation: dict
+    test: dict
+    test_groups: dict
+    regressor: SSRRegressor
+    tensorboard_dir: str
+
+
+def make_split(data, config, seed, method):
+    """The seed's split; every training row is labeled for `fully_supervised`."""
+    split = SSRSplit.from_size(
+        data.num_rows,
+        label_ratio=config.label_ratio,
+        num_labels=config.num_labels,
+        validation_ratio=config.validation_ratio,
+        test_ratio=config.test_ratio,
+        seed=seed,
+    )
+    if method == FULLY_SUPERVISED:
+        split = SSRSplit(split.train, split.train[:0], split.validation, split.test)
+    return split
+
+
+def build_model(method, config, data, split, steps):
+    """The method model around a fresh regressor, compiled, under the strategy."""
+    x_train = data.x[split.train]
+    scaler = TargetScaler.fit(data.y[split.labeled])
+    regressor = SSRRegressor(
+        MLPBackbone(config.hidden_units, dropout=config.dropout, name="backbone"),
+        input_mean=x_train.mean(axis=0),
+        input_std=x_train.std(axis=0),
+        target_mean=scaler.mean,
+        target_std=scaler.std,
+        name="regressor",
+    )
+    name = "supervised" if method == FULLY_SUPERVISED else method
+    model = get_method(name)(regressor, **method_kwargs(name, config, steps))
+    model.build((None, data.num_features))
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    model.optimizer.build(model.trainable_weights_to_update())
+    return model, scaler
+
+
+def method_kwargs(name, config, steps):
+    """Constructor arguments of a method, from the run configuration."""
+    if name == "supervised":
+        return {}
+    kwargs = {
+        "unlabeled_weight": config.unlabeled_weight,
+        "rampup_steps": int(config.rampup_fraction * config.epochs * steps),
+    }
+    if name == "mean_teacher":
+        kwargs["ema_decay"] = config.ema_decay
+    return kwargs
+
+
+def train_and_evaluate(method, data, config, seed, run_dir, strategy):
+    """Trains `method` on `seed`'s split, restores its best epoch, tests it."""
+    keras.utils.set_random_seed(seed)
+    split = make_split(data, config, seed, method)
+    tag = os.path.join(method, f"seed_{seed}")
+    steps = config.steps_per_epoch or steps_per_epoch(
+        len(split.labeled),
+        len(split.unlabeled),
+        config.batch_size,
+        config.unlabeled_batch_size,
+    )
+    with strategy.scope():
+        model, scaler = build_model(method, config, data, split, steps)
+    stream = _train_stream(data, split, scaler, config, seed)
+    validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
+    checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
+    tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
+    history = model.fit(
+        stream,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        validation_data=validation,
+        callbacks=_callbacks(checkpoint, tensorboard_dir),
+        verbose=config.verbose,
+        shuffle=False,
+    )
+    model.load_weights(checkpoint)
+    val_mse = history.history["val_mse"]
+    return TrainResult(
+        method=method,
+        seed=seed,
+        best_epoch=int(np.argmin(val_mse)) + 1,
+        validation=_evaluate(model, data, split.validation),
+        test=_evaluate(model, data, split.test),
+        test_groups=_group_metrics(model, data, split.test),
+        regressor=model.regressor,
+        tensorboard_dir=tensorboard_dir,
+    )
+
+
+def _train_stream(data, split, scaler, config, seed):
+    views = TabularViews.fit(
+        data.x[split.train],
+        weak_noise=config.weak_noise,
+        strong_noise=config.strong_noise,
+        strong_dropout=config.strong_dropout,
+    )
+    return make_train_stream(
+        (data.x[split.labeled], scaler.transform(data.y[split.labeled])),
+        data.x[split.unlabeled],
+        views,
+        labeled_batch_size=config.batch_size,
+        unlabeled_batch_size=config.unlabeled_batch_size,
+        seed=seed,
+    )
+
+
+def _callbacks(checkpoint, tensorboard_dir):
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(
+            checkpoint,
+            monitor="val_mse",
+            mode="min",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False),
+    ]
+
+
+def _evaluate(model, data, rows):
+    stream = make_eval_stream(data.x[rows], data.y[rows])
+    metrics = model.evaluate(stream, verbose=0, return_dict=True)
+    return {name: float(metrics[name]) for name in METRIC_NAMES}
+
+
+def _group_metrics(model, data, rows):
+    if data.groups is None:
+        return {}
+    return {
+        name: _evaluate(model, data, rows[data.groups[rows] == gid])
+        for gid, name in enumerate(data.group_names)
+        if np.any(data.groups[rows] == gid)
+    }
+
+
+def default_strategy():
+    """MirroredStrategy over all GPUs when there are several, else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return (
+        tf.distribute.MirroredStrategy()
+        if len(gpus) > 1
+        else tf.distribute.get_strategy()
+    )

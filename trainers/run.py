@@ -1,0 +1,248 @@
+"""`python -m trainers.run`: train, compare, report and export keras-ssr methods.
+
+With no arguments it runs the embedded default job (California Housing, 5 %
+labels, seed 0, Supervised vs PseudoLabel vs MeanTeacher). See `--help`.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from datasets import dataset_names, load_dataset  # noqa: E402
+from keras_ssr.export import export_regressor, next_version_dir  # noqa: E402
+from keras_ssr.methods.registry import method_names  # noqa: E402
+from trainers import results  # noqa: E402
+from trainers.config import RunConfig  # noqa: E402
+from trainers.experiment import (  # noqa: E402
+    FULLY_SUPERVISED,
+    default_strategy,
+    train_and_evaluate,
+)
+
+
+def parse_args(argv=None):
+    """Parses CLI flags into a `RunConfig` (errors exit with a usage message)."""
+    defaults = RunConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m trainers.run",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--dataset",
+        default=defaults.dataset,
+        help=f"one of: {', '.join(dataset_names())}",
+    )
+    add(
+        "--methods",
+        default=",".join(defaults.methods),
+        help=f"comma-separated, from: {', '.join(all_method_names())}",
+    )
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument(
+        "--label-ratio",
+        type=float,
+        default=None,
+        help="fraction of training rows labeled, in (0, 1] "
+        f"(default {defaults.label_ratio} unless --num-labels)",
+    )
+    labels.add_argument(
+        "--num-labels",
+        type=int,
+        default=None,
+        help="number of labeled training rows instead of a ratio",
+    )
+    add("--seeds", default="0", help="seeds: '0', '0,1,2' or a range '0-4'")
+    add("--epochs", type=int, default=defaults.epochs)
+    add(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="default: one pass over the larger of the labeled/unlabeled sets",
+    )
+    add(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="labeled (and hold-out) batch size, global over replicas",
+    )
+    add("--unlabeled-batch-size", type=int, default=defaults.unlabeled_batch_size)
+    add("--learning-rate", type=float, default=defaults.learning_rate)
+    add(
+        "--hidden-units",
+        default=",".join(map(str, defaults.hidden_units)),
+        help="MLP backbone widths, comma-separated",
+    )
+    add("--dropout", type=float, default=defaults.dropout)
+    add(
+        "--unlabeled-weight",
+        type=float,
+        default=defaults.unlabeled_weight,
+        help="lambda, the weight of the unlabeled loss",
+    )
+    add(
+        "--rampup-fraction",
+        type=float,
+        default=defaults.rampup_fraction,
+        help="fraction of training over which lambda ramps up linearly from 0",
+    )
+    add("--ema-decay", type=float, default=defaults.ema_decay, help="Mean Teacher EMA")
+    add(
+        "--weak-noise",
+        type=float,
+        default=defaults.weak_noise,
+        help="weak view: Gaussian noise in feature standard deviations",
+    )
+    add("--strong-noise", type=float, default=defaults.strong_noise)
+    add(
+        "--strong-dropout",
+        type=float,
+        default=defaults.strong_dropout,
+        help="strong view: probability a feature is replaced by its mean",
+    )
+    add(
+        "--output-dir",
+        default=defaults.output_dir,
+        help="runs root: <output-dir>/<run>/ gets results, TensorBoard, checkpoints",
+    )
+    add(
+        "--export-dir",
+        default=defaults.export_dir,
+        help="SavedModels go to <export-dir>/<run>/<method>/<version>/",
+    )
+    add("--run-name", default=None, help="default: <dataset>_<date>-<time>")
+    add(
+        "--verbose",
+        type=int,
+        default=defaults.verbose,
+        choices=(0, 1, 2),
+        help="Keras fit verbosity (1: progress bars)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        return _to_config(args)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def all_method_names():
+    return method_names() + [FULLY_SUPERVISED]
+
+
+def _to_config(args):
+    values = vars(args).copy()
+    values["methods"] = _parse_methods(args.methods)
+    values["seeds"] = _parse_seeds(args.seeds)
+    values["hidden_units"] = tuple(int(u) for u in args.hidden_units.split(","))
+    if args.dataset not in dataset_names():
+        raise ValueError(
+            f"unknown dataset {args.dataset!r}; valid: {', '.join(dataset_names())}"
+        )
+    if args.label_ratio is None and args.num_labels is None:
+        values["label_ratio"] = RunConfig.label_ratio
+    if values["label_ratio"] is not None and not 0 < values["label_ratio"] <= 1:
+        raise ValueError(f"--label-ratio {values['label_ratio']} is outside (0, 1]")
+    return RunConfig(**values)
+
+
+def _parse_methods(text):
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in all_method_names()]
+    if unknown or not methods:
+        raise ValueError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
+            f"valid: {', '.join(all_method_names())}"
+        )
+    return methods
+
+
+def _parse_seeds(text):
+    try:
+        if "-" in text:
+            low, high = (int(v) for v in text.split("-"))
+            return tuple(range(low, high + 1))
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: use '0', '0,1,2' or '0-4'") from None
+
+
+def run(config):
+    """Runs every method x seed of `config`; returns the results dict."""
+    data = load_dataset(config.dataset)
+    run_name = config.run_name or f"{config.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = os.path.join(config.output_dir, run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    strategy = default_strategy()
+    records, best = [], {}
+    for method in config.methods:
+        for seed in config.seeds:
+            print(f"\n== {method}, seed {seed} ==", flush=True)
+            result = train_and_evaluate(method, data, config, seed, run_dir, strategy)
+            records.append(results.record(result))
+            if (
+                method not in best
+                or result.validation["mse"] < best[method].validation["mse"]
+            ):
+                best[method] = result
+    exports = _export_best(best, config, run_name, data.num_features)
+    aggregates = results.aggregate(records)
+    paths = results.write_results(
+        run_dir, config.to_dict(), records, aggregates, exports
+    )
+    _print_summary(config, data, aggregates, run_dir, paths, exports)
+    return {
+        "run_dir": run_dir,
+        "records": records,
+        "aggregates": aggregates,
+        "exports": exports,
+    }
+
+
+def _export_best(best, config, run_name, num_features):
+    """Exports each method's best-validation seed; returns method -> path/seed."""
+    exports = {}
+    for method, result in best.items():
+        path = next_version_dir(os.path.join(config.export_dir, run_name, method))
+        export_regressor(result.regressor, path, num_features)
+        exports[method] = {"path": path, "seed": result.seed}
+    return exports
+
+
+def _print_summary(config, data, aggregates, run_dir, paths, exports):
+    labels = (
+        f"{config.num_labels} labels"
+        if config.num_labels
+        else f"{config.label_ratio:.0%} labels"
+    )
+    title = (
+        f"\n{data.name}: test metrics in target units ({data.target_name}), "
+        f"{labels}, seeds {','.join(map(str, config.seeds))}"
+    )
+    print(results.format_table(aggregates, title=title))
+    print(f"\nresults:     {paths[0]}\n             {paths[1]}")
+    print(f"tensorboard: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
+    for method, export in exports.items():
+        print(f"savedmodel:  {export['path']}  ({method}, seed {export['seed']})")
+
+
+def main(argv=None):
+    """CLI entry point; returns the exit status (2 for bad input)."""
+    config = parse_args(argv)
+    if config.verbose == 0:
+        keras.config.disable_interactive_logging()
+    try:
+        run(config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
