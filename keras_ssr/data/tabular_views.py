@@ -15,7 +15,7 @@ class TabularViews:
 
     Args:
         feature_mean: per-feature mean of the training features, shape `(d,)`.
-        feature_std: per-feature standard deviation, shape `(d,)`.
+        feature_std: per-feature noise scale (a standard deviation), shape `(d,)`.
         weak_noise: noise std of the weak view, in feature standard deviations.
         strong_noise: noise std of the strong view, in feature standard deviations.
         strong_dropout: probability that a feature is replaced by its mean in the
@@ -51,9 +51,17 @@ class TabularViews:
 
     @classmethod
     def fit(cls, features, **kwargs):
-        """Views whose scales come from the training `features` array."""
+        """Views whose scales come from the training `features` array.
+
+        The noise scale is robust: the interquartile range / 1.349 (equal to the
+        std for Gaussian columns), so one heavy-tailed column (a population
+        count, say) does not get noise far larger than its typical values; the
+        std is used where the IQR is 0.
+        """
         features = np.asarray(features, dtype="float32")
-        return cls(features.mean(axis=0), features.std(axis=0), **kwargs)
+        q25, q75 = np.percentile(features, [25, 75], axis=0)
+        scale = np.where(q75 > q25, (q75 - q25) / 1.349, features.std(axis=0))
+        return cls(features.mean(axis=0), scale, **kwargs)
 
     def __call__(self, x, seed):
         """Returns `(weak, strong)` views of `x` for a `seed` of shape `(2,)`."""
