@@ -123,3 +123,39 @@ def test_help_lists_flags(capsys):
         "--export-dir",
     ):
         assert flag in text
+
+
+def test_hpl_cli_on_synthetic_data_with_diagnostics(tmp_path):
+    out = str(tmp_path / "runs")
+    argv = FAST + [
+        "--dataset", "synthetic_two_group", "--methods", "hpl,hpl_joint",
+        "--unroll", "adam", "--meta-period", "2", "--outer-log-variance-weight", "0.1",
+        "--hpl-loss-form", "paper", "--uncertainty-input", "paper",
+        "--head-learning-rate", "0.01", "--benchmark-mode",
+        "--output-dir", out, "--export-dir", str(tmp_path / "sm"), "--run-name", "h",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    results = json.load(open(os.path.join(out, "h", "results.json")))
+    assert results["config"]["unroll"] == "adam"
+    assert results["config"]["meta_period"] == 2
+    for method in ("hpl", "hpl_joint"):
+        diag = os.path.join(out, "h", "tensorboard", method, "seed_0", "diagnostics")
+        assert glob.glob(os.path.join(diag, "events.out.tfevents.*"))
+    # Per-group test metrics for datasets with groups.
+    assert (
+        "test_A_mse" in results["records"][0] and "test_B_mse" in results["records"][0]
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--meta-period", "0"], "--meta-period 0 must be >= 1"),
+        (["--unroll", "lbfgs"], "invalid choice: 'lbfgs'"),
+        (["--log-variance-range", "5,1"], "low must be < high"),
+    ],
+)
+def test_bad_hpl_flags(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err

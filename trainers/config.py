@@ -30,6 +30,16 @@ class RunConfig:
     weak_noise: float = 0.05
     strong_noise: float = 0.2
     strong_dropout: float = 0.2
+    unroll: str = "sgd"
+    unroll_learning_rate: float | None = None
+    meta_period: int = 1
+    meta_learning_rate: float = 1e-4
+    outer_log_variance_weight: float = 0.0
+    hpl_loss_form: str = "reference"
+    uncertainty_input: str = "reference"
+    log_variance_range: tuple = (-10.0, 10.0)
+    head_learning_rate: float | None = None
+    benchmark_mode: bool = False
     validation_ratio: float = 0.1
     test_ratio: float = 0.2
     output_dir: str = "runs"

@@ -7,10 +7,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ssr.callbacks.hpl_diagnostics import HPLDiagnostics
 from keras_ssr.data.split import SSRSplit
 from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
 from keras_ssr.data.tabular_views import TabularViews
 from keras_ssr.data.target_scaler import TargetScaler
+from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.registry import get_method
 from keras_ssr.methods.ssr_model import METRIC_NAMES
 from keras_ssr.models.mlp_backbone import MLPBackbone
@@ -79,6 +81,18 @@ def method_kwargs(name, config, steps):
     }
     if name == "mean_teacher":
         kwargs["ema_decay"] = config.ema_decay
+    if name in ("hpl", "hpl_joint"):
+        kwargs.update(
+            unroll=config.unroll,
+            unroll_learning_rate=config.unroll_learning_rate,
+            meta_period=config.meta_period,
+            meta_learning_rate=config.meta_learning_rate,
+            outer_log_variance_weight=config.outer_log_variance_weight,
+            loss_form=config.hpl_loss_form,
+            input_form=config.uncertainty_input,
+            log_variance_range=config.log_variance_range,
+            head_learning_rate=config.head_learning_rate,
+        )
     return kwargs
 
 
@@ -95,7 +109,8 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
     with strategy.scope():
         model, scaler = build_model(method, config, data, split, steps)
-    stream = _train_stream(data, split, scaler, config, seed)
+    views = _views(data, split, config)
+    stream = _train_stream(data, split, scaler, views, config, seed)
     validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
     checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
     tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
@@ -104,7 +119,8 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
         epochs=config.epochs,
         steps_per_epoch=steps,
         validation_data=validation,
-        callbacks=_callbacks(checkpoint, tensorboard_dir),
+        callbacks=_callbacks(checkpoint, tensorboard_dir)
+        + _method_callbacks(model, data, split, views, config, tensorboard_dir),
         verbose=config.verbose,
         shuffle=False,
     )
@@ -122,13 +138,16 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
 
 
-def _train_stream(data, split, scaler, config, seed):
-    views = TabularViews.fit(
+def _views(data, split, config):
+    return TabularViews.fit(
         data.x[split.train],
         weak_noise=config.weak_noise,
         strong_noise=config.strong_noise,
         strong_dropout=config.strong_dropout,
     )
+
+
+def _train_stream(data, split, scaler, views, config, seed):
     return make_train_stream(
         (data.x[split.labeled], scaler.transform(data.y[split.labeled])),
         data.x[split.unlabeled],
@@ -151,6 +170,15 @@ def _callbacks(checkpoint, tensorboard_dir):
         ),
         keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False),
     ]
+
+
+def _method_callbacks(model, data, split, views, config, tensorboard_dir):
+    """HPL's uncertainty panels (with ground truth only in benchmark mode)."""
+    if not isinstance(model, HPL) or len(split.unlabeled) == 0:
+        return []
+    truth = data.y[split.unlabeled] if config.benchmark_mode else None
+    log_dir = os.path.join(tensorboard_dir, "diagnostics")
+    return [HPLDiagnostics(log_dir, data.x[split.unlabeled], views, truth)]
 
 
 def _evaluate(model, data, rows):

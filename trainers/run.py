@@ -106,6 +106,12 @@ def parse_args(argv=None):
         default=defaults.strong_dropout,
         help="strong view: probability a feature is replaced by its mean",
     )
+    _add_hpl_flags(parser, defaults)
+    add(
+        "--benchmark-mode",
+        action="store_true",
+        help="give diagnostics (not training) the unlabeled ground truth",
+    )
     add(
         "--output-dir",
         default=defaults.output_dir,
@@ -131,6 +137,60 @@ def parse_args(argv=None):
         parser.error(str(error))
 
 
+def _add_hpl_flags(parser, defaults):
+    hpl = parser.add_argument_group("HPL (methods hpl, hpl_joint)")
+    add = hpl.add_argument
+    add(
+        "--unroll",
+        choices=("sgd", "adam"),
+        default=defaults.unroll,
+        help="unrolled head step: sgd (paper eq. 7) or adam (reference code)",
+    )
+    add(
+        "--unroll-learning-rate",
+        type=float,
+        default=None,
+        help="step size of the unrolled step (default: the head's learning rate)",
+    )
+    add(
+        "--meta-period",
+        type=int,
+        default=defaults.meta_period,
+        help="bilevel step every N steps (reference: 5)",
+    )
+    add(
+        "--meta-learning-rate",
+        type=float,
+        default=defaults.meta_learning_rate,
+        help="Adam learning rate of g_phi",
+    )
+    add(
+        "--outer-log-variance-weight",
+        type=float,
+        default=defaults.outer_log_variance_weight,
+        help="lambda2: outer loss adds -lambda2 * mean(g_phi) on the hold-out batch",
+    )
+    add(
+        "--hpl-loss-form",
+        choices=("reference", "paper"),
+        default=defaults.hpl_loss_form,
+        help="reference: means, exp(-z)/2; paper: sums (eq. 3, 5)",
+    )
+    add(
+        "--uncertainty-input",
+        choices=("reference", "paper"),
+        default=defaults.uncertainty_input,
+        help="g_phi input: reference [r - yhat, r] or paper (r, yhat)",
+    )
+    add("--log-variance-range", default="-10,10", help="clamp of z = log sigma^2")
+    add(
+        "--head-learning-rate",
+        type=float,
+        default=None,
+        help="separate Adam learning rate for the head (paper: 10x the backbone's)",
+    )
+
+
 def all_method_names():
     return method_names() + [FULLY_SUPERVISED]
 
@@ -140,6 +200,9 @@ def _to_config(args):
     values["methods"] = _parse_methods(args.methods)
     values["seeds"] = _parse_seeds(args.seeds)
     values["hidden_units"] = tuple(int(u) for u in args.hidden_units.split(","))
+    values["log_variance_range"] = _parse_range(args.log_variance_range)
+    if args.meta_period < 1:
+        raise ValueError(f"--meta-period {args.meta_period} must be >= 1")
     if args.dataset not in dataset_names():
         raise ValueError(
             f"unknown dataset {args.dataset!r}; valid: {', '.join(dataset_names())}"
@@ -160,6 +223,16 @@ def _parse_methods(text):
             f"valid: {', '.join(all_method_names())}"
         )
     return methods
+
+
+def _parse_range(text):
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--log-variance-range {text!r}: use 'low,high'") from None
+    if not low < high:
+        raise ValueError(f"--log-variance-range {text!r}: low must be < high")
+    return (low, high)
 
 
 def _parse_seeds(text):

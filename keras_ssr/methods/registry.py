@@ -1,5 +1,8 @@
 """Method names -> `SSRModel` classes, for the trainer and user code."""
 
+import functools
+
+from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.supervised import Supervised
@@ -8,6 +11,9 @@ METHODS = {
     "supervised": Supervised,
     "pseudo_label": PseudoLabel,
     "mean_teacher": MeanTeacher,
+    "hpl": HPL,
+    # HPL ablation "UL without BLO": g_phi trained jointly on the inner loss.
+    "hpl_joint": functools.partial(HPL, bilevel=False),
 }
 
 
@@ -17,7 +23,7 @@ def method_names():
 
 
 def get_method(name):
-    """The `SSRModel` class registered under `name`.
+    """The `SSRModel` class (or a partial of one) registered under `name`.
 
     Args:
         name: a registered method name, e.g. `"pseudo_label"`.

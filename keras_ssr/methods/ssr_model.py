@@ -20,8 +20,8 @@ class SSRModel(keras.Model):
       `batch["unlabeled"] = (x_weak, x_strong)`, `batch["holdout"] = (x_h, y_h)`
       (see `keras_ssr.data.streams.make_train_stream`);
     - the gradient step on `trainable_weights_to_update()` with the compiled
-      optimizer, losses scaled for `tf.distribute` replicas;
-    - `after_update(batch)`, a hook for EMA teachers or meta steps;
+      optimizer (`apply_gradients`), losses scaled for `tf.distribute` replicas;
+    - `after_update(batch)`, a hook for EMA teachers;
     - metrics in target units (MAE, MSE, RMSE, R2) on the labeled batch in
       training and on `(x, y)` batches in `test_step`, and a mean tracker per
       loss term;
@@ -84,16 +84,18 @@ class SSRModel(keras.Model):
             loss = terms["loss"] / _num_replicas()
         return tape.gradient(loss, variables), variables, terms
 
+    def apply_gradients(self, grads, variables):
+        """Applies `compute_gradients`' output (default: the compiled optimizer)."""
+        self.optimizer.apply(grads, variables)
+
     def after_update(self, batch):
-        """Hook run after the optimizer step (EMA teachers, meta steps)."""
+        """Hook run after the optimizer step (EMA teachers)."""
 
     def train_step(self, data):
         grads, variables, terms = self.compute_gradients(data)
-        self.optimizer.apply(grads, variables)
+        self.apply_gradients(grads, variables)
         self.after_update(data)
-        for name, value in terms.items():
-            if name in self.loss_trackers:
-                self.loss_trackers[name].update_state(value)
+        self.track_losses(terms)
         x_l, y_l = data["labeled"]
         y_pred = terms.get("labeled_predictions")
         if y_pred is None:
@@ -109,6 +111,12 @@ class SSRModel(keras.Model):
         y_pred = self.regressor(x, training=False)
         self._update_target_metrics(keras.ops.reshape(y, (-1, 1)), y_pred)
         return {m.name: m.result() for m in self.target_metrics}
+
+    def track_losses(self, terms):
+        """Updates the mean tracker of every loss term named in `loss_terms`."""
+        for name, value in terms.items():
+            if name in self.loss_trackers:
+                self.loss_trackers[name].update_state(value)
 
     def _update_target_metrics(self, y_true, y_pred):
         y_true = keras.ops.cast(y_true, y_pred.dtype)
