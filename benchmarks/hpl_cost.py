@@ -19,12 +19,19 @@ and the median over rounds of the per-round ratio to `pseudo_label` of the same
 backbone and jit setting. With a meta period of 5 the step count of a block is
 a multiple of 5, so every block holds the same number of bilevel steps.
 
-Memory (on by default, `--no-memory` skips it): TensorFlow's CPU allocator
-counts bytes (`tf.config.experimental.get_memory_info("CPU:0")`). After the
-timing, each model runs `--memory-steps` more steps after
-`reset_memory_stats`; "step MB" is the peak minus the bytes live before the
-steps (activations, gradients, temporaries of one step), "state MB" the
-model's variables plus its optimizers' slots.
+Memory (`--memory`, off by default, 2-3 min more): with oneDNN on (the default)
+`tf.config.experimental.get_memory_info("CPU:0")` reported 0 bytes live while
+the models' variables existed and a peak of 0 over graph-mode steps of a small
+MLP (only large buffers, e.g. XLA's, were counted), and RSS hardly moves after
+the first steps (malloc keeps freed memory). So one child process re-builds every
+variant with oneDNN off and TensorFlow's BFC allocator on CPU
+(`TF_ENABLE_ONEDNN_OPTS=0 TF_CPU_ALLOCATOR_USE_BFC=true`), where
+`tf.config.experimental.get_memory_info("CPU:0")` counts every byte. After the
+warm-up each model runs `--memory-steps` steps after `reset_memory_stats`:
+"step MB" is the peak minus the bytes live before (activations, gradients and
+temporaries of one step), "state MB" the model's variables plus its
+optimizers' slots. Kernels differ from the timed run (no oneDNN); the bytes a
+step allocates should not differ much.
 
 `--breakdown` adds HPL ablations that locate the overhead of the bilevel step:
 `hpl_joint` (g_phi trained on the inner loss, no bilevel step),
@@ -42,6 +49,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -155,7 +163,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--breakdown", action="store_true", help="add HPL ablations (see docstring)"
     )
-    parser.add_argument("--no-memory", action="store_true", help="skip memory pass")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure bytes per step in a child process (see docstring)",
+    )
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-steps", type=int, default=10)
     parser.add_argument("--label-ratio", type=float, default=0.05)
     parser.add_argument("--labeled-batch-size", type=int, default=64)
@@ -224,6 +237,26 @@ def run_steps(model, iterator, steps):
     return logs
 
 
+def graph_ops(model, iterator):
+    """Nodes in the traced train function, cond branches included, or None.
+
+    A rough size of the step before Grappler/XLA: on a small model the time of
+    a graph step on CPU follows the number of ops more than their FLOPs. Reads
+    Keras internals (the `tf.function` in `train_function`'s closure).
+    """
+    try:
+        cells = model.train_function.__closure__ or ()
+        function = next(
+            c.cell_contents
+            for c in cells
+            if hasattr(c.cell_contents, "get_concrete_function")
+        )
+        graph = function.get_concrete_function(iterator).graph.as_graph_def()
+    except (StopIteration, AttributeError, TypeError, ValueError):
+        return None
+    return len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
+
+
 def state_bytes(model):
     """Bytes of the model's variables and of its optimizers' variables."""
     variables = list(model.weights) + list(model.optimizer.variables)
@@ -239,6 +272,10 @@ def state_bytes(model):
     )
 
 
+MEMORY_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPU_ALLOCATOR_USE_BFC": "true"}
+MEMORY_TAG = "HPL_COST_MEMORY_JSON "
+
+
 def memory_pass(entry, steps):
     """Peak bytes of `steps` train steps above what was live before them."""
     device = "CPU:0"
@@ -249,9 +286,8 @@ def memory_pass(entry, steps):
     return max(peak - before, 0)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    start = time.perf_counter()
+def build_all(args, log=print):
+    """Builds and warms up every variant: `{(backbone, jit): {label: entry}}`."""
     data = load_dataset("california_housing")
     split = SSRSplit.from_size(
         data.num_rows, label_ratio=args.label_ratio, seed=args.seed
@@ -259,13 +295,11 @@ def main(argv=None):
     scaler = TargetScaler.fit(data.y[split.labeled])
     dataset = cached_batches(data, split, scaler, args)
     jits = {"both": (False, True), "off": (False,), "on": (True,)}[args.jit]
-    specs = variant_specs(args.breakdown)
-
-    groups = {}  # (backbone, jit) -> {variant label: entry}
+    groups = {}
     for hidden_units in args.hidden_units:
         for jit in jits:
             group = groups.setdefault((hidden_units, jit), {})
-            for label, constructor, kwargs in specs:
+            for label, constructor, kwargs in variant_specs(args.breakdown):
                 model = build(
                     constructor,
                     kwargs,
@@ -278,19 +312,33 @@ def main(argv=None):
                 )
                 iterator = iter(dataset)
                 tic = time.perf_counter()
-                run_steps(model, iterator, args.warmup)
-                group[label] = {
-                    "model": model,
-                    "iterator": iterator,
-                    "warmup_s": time.perf_counter() - tic,
-                    "ms": [],
-                }
-                print(
-                    f"warm: {label:<22} {_backbone(hidden_units):<16} jit={jit!s:<5} "
-                    f"{group[label]['warmup_s']:.1f} s",
-                    flush=True,
+                run_steps(model, iterator, args.warmup)  # trace / XLA-compile
+                entry = {"model": model, "iterator": iterator, "ms": []}
+                entry["warmup_s"] = time.perf_counter() - tic
+                entry["graph_ops"] = graph_ops(model, iterator)
+                group[label] = entry
+                log(
+                    f"warm-up {label:<22} {_backbone(hidden_units):<16} "
+                    f"jit={'on' if jit else 'off':<3} {entry['warmup_s']:.1f} s"
                 )
+    # The first call of a function after other functions were created is slow
+    # again (~0.2-0.6 s here, no retracing): one more untimed pass over all.
+    tic = time.perf_counter()
+    for group in groups.values():
+        for entry in group.values():
+            run_steps(entry["model"], entry["iterator"], args.warmup)
+    log(f"second warm-up pass over all variants: {time.perf_counter() - tic:.1f} s")
+    return groups
 
+
+def time_rounds(groups, args, log=print):
+    """Round-robin timing; appends each round's ms/step to `entry["ms"]`.
+
+    Per round the (backbone, jit) groups and the variants inside each group
+    are visited in a fresh random order; the variants of a group are timed
+    back to back, so the per-round ratios to the baseline compare blocks run
+    seconds apart.
+    """
     rng = np.random.default_rng(args.seed)
     keys = list(groups)
     for round_index in range(args.rounds):
@@ -303,20 +351,56 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 run_steps(entry["model"], entry["iterator"], args.steps)
                 entry["ms"].append((time.perf_counter() - t0) * 1e3 / args.steps)
-        print(
-            f"round {round_index + 1}/{args.rounds}: {time.perf_counter() - tic:.1f} s",
-            flush=True,
-        )
+        log(f"round {round_index + 1}/{args.rounds}: {time.perf_counter() - tic:.1f} s")
 
-    if not args.no_memory:
-        for group in groups.values():
-            for entry in group.values():
-                entry["step_bytes"] = memory_pass(entry, args.memory_steps)
-                entry["state_bytes"] = state_bytes(entry["model"])
 
-    rows = summarise(groups)
+def memory_child(args):
+    """Runs in the child process of `--memory`: prints bytes per variant."""
+    groups = build_all(args, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    out = {}
+    for (hidden_units, jit), group in groups.items():
+        for label, entry in group.items():
+            key = _key(label, hidden_units, jit)
+            out[key] = {
+                "step_bytes": memory_pass(entry, args.memory_steps),
+                "state_bytes": state_bytes(entry["model"]),
+            }
+    print(MEMORY_TAG + json.dumps(out), flush=True)
+
+
+def measure_memory(argv):
+    """Runs `memory_child` in a fresh process with the counting allocator."""
+    env = dict(os.environ, **MEMORY_ENV)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.getcwd(), env.get("PYTHONPATH")) if p
+    )
+    command = [sys.executable, "-m", "benchmarks.hpl_cost", *argv, "--memory-child"]
+    done = subprocess.run(
+        command, env=env, stdout=subprocess.PIPE, text=True, check=True
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(MEMORY_TAG):
+            return json.loads(line[len(MEMORY_TAG) :])
+    raise RuntimeError("memory child printed no result")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.memory_child:
+        memory_child(args)
+        return None
+    start = time.perf_counter()
+    groups = build_all(args, log=lambda *a: print(*a, flush=True))
+    time_rounds(groups, args, log=lambda *a: print(*a, flush=True))
+    memory = None
+    if args.memory:
+        tic = time.perf_counter()
+        memory = measure_memory([a for a in argv if a != "--memory"])
+        print(f"memory child process: {time.perf_counter() - tic:.0f} s", flush=True)
+    rows = summarise(groups, memory)
     print()
-    print(format_table(rows, memory=not args.no_memory))
+    print(format_table(rows, memory=memory is not None))
     elapsed = time.perf_counter() - start
     print(
         f"\n{args.rounds} rounds x {args.steps} steps, labeled/unlabeled/hold-out "
@@ -328,7 +412,7 @@ def main(argv=None):
     return rows
 
 
-def summarise(groups):
+def summarise(groups, memory=None):
     rows = []
     for (hidden_units, jit), group in groups.items():
         base = np.asarray(group[BASELINE]["ms"])
@@ -346,16 +430,16 @@ def summarise(groups):
                 "ratio_median": float(np.median(ratios)),
                 "ratio_of_medians": float(np.median(ms) / np.median(base)),
                 "warmup_s": entry["warmup_s"],
+                "graph_ops": entry["graph_ops"],
             }
-            if "step_bytes" in entry:
-                row["step_bytes"] = entry["step_bytes"]
-                row["state_bytes"] = entry["state_bytes"]
+            if memory is not None:
+                row.update(memory[_key(label, hidden_units, jit)])
             rows.append(row)
     return rows
 
 
 def format_table(rows, memory=True):
-    header = ["variant", "backbone", "jit", "ms/step", "min", "vs PL", "IQR vs PL"]
+    header = ["variant", "backbone", "jit", "ms/step", "min", "vs PL", "IQR", "ops"]
     if memory:
         header += ["step MB", "state MB"]
     lines = []
@@ -369,6 +453,7 @@ def format_table(rows, memory=True):
             f"{row['ms_min']:.2f}",
             f"{row['ratio_median']:.3f}x",
             f"{q1:.2f}-{q3:.2f}",
+            str(row["graph_ops"]),
         ]
         if memory:
             line += [
@@ -407,6 +492,10 @@ def save_json(args, rows, elapsed):
     with open(args.json, "w") as f:
         json.dump(payload, f, indent=1)
     print(f"raw numbers: {args.json}")
+
+
+def _key(label, hidden_units, jit):
+    return f"{label}|{_backbone(hidden_units)}|jit={int(jit)}"
 
 
 def _backbone(hidden_units):

@@ -176,5 +176,7 @@ def test_fit_under_mirrored_strategy_matches_one_device(two_device_strategy):
 
 
 def test_unknown_method_lists_valid_names():
-    with pytest.raises(ValueError, match="Valid methods: mean_teacher, pseudo_label"):
+    with pytest.raises(
+        ValueError, match="Valid methods: hpl, hpl_joint, mean_teacher, pseudo_label"
+    ):
         get_method("fixmatch")

@@ -96,3 +96,12 @@ def test_savedmodel_in_fresh_process_matches_in_memory_predictions(tmp_path):
 def test_unknown_ema_decay_is_refused():
     with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
         MeanTeacher(_regressor(), ema_decay=1.0)
+
+
+def test_input_clip_bounds_standardised_inputs_in_graph():
+    model = SSRRegressor(MLPBackbone((4,)), [0.0], [1.0], input_clip=3.0)
+    model.build((None, 1))
+    extreme = np.array([[1e6]], "float32")
+    np.testing.assert_allclose(model(extreme), model(np.array([[3.0]], "float32")))
+    assert not np.allclose(model(np.array([[2.0]], "float32")), model(extreme))
+    assert SSRRegressor.from_config(model.get_config()).input_clip == 3.0

@@ -24,6 +24,7 @@ class RunConfig:
     learning_rate: float = 1e-3
     hidden_units: tuple = (256, 128)
     dropout: float = 0.0
+    input_clip: float | None = None
     unlabeled_weight: float = 0.3
     rampup_fraction: float = 0.2
     ema_decay: float = 0.99

@@ -59,6 +59,7 @@ def build_model(method, config, data, split, steps):
         MLPBackbone(config.hidden_units, dropout=config.dropout, name="backbone"),
         input_mean=x_train.mean(axis=0),
         input_std=x_train.std(axis=0),
+        input_clip=config.input_clip,
         target_mean=scaler.mean,
         target_std=scaler.std,
         name="regressor",

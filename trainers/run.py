@@ -81,6 +81,12 @@ def parse_args(argv=None):
     )
     add("--dropout", type=float, default=defaults.dropout)
     add(
+        "--input-clip",
+        type=float,
+        default=defaults.input_clip,
+        help="clip standardised inputs to [-c, c] (robust to extreme raw values)",
+    )
+    add(
         "--unlabeled-weight",
         type=float,
         default=defaults.unlabeled_weight,

@@ -17,6 +17,10 @@ class SSRRegressor(keras.Model):
         backbone: a layer mapping standardised inputs to features.
         input_mean: per-feature mean used to standardise raw inputs (or `None`).
         input_std: per-feature standard deviation (or `None`).
+        input_clip: if set, standardised inputs are clipped to
+            `[-input_clip, input_clip]`, so a rare extreme raw value (a
+            heavy-tailed column) cannot drive the network far outside what it
+            was trained on. Part of the graph, hence of the export.
         target_mean: mean of the labeled training targets.
         target_std: standard deviation of the labeled training targets.
         **kwargs: standard `keras.Model` arguments.
@@ -34,6 +38,7 @@ class SSRRegressor(keras.Model):
         backbone,
         input_mean=None,
         input_std=None,
+        input_clip=None,
         target_mean=0.0,
         target_std=1.0,
         **kwargs,
@@ -43,6 +48,7 @@ class SSRRegressor(keras.Model):
         self.head = keras.layers.Dense(1, name="head")
         self.input_mean = None if input_mean is None else _floats(input_mean)
         self.input_std = None if input_std is None else _floats(input_std, floor=True)
+        self.input_clip = None if input_clip is None else float(input_clip)
         self.target_mean = float(target_mean)
         self.target_std = float(target_std)
 
@@ -59,6 +65,8 @@ class SSRRegressor(keras.Model):
             mean = keras.ops.convert_to_tensor(self.input_mean, dtype=x.dtype)
             std = keras.ops.convert_to_tensor(self.input_std, dtype=x.dtype)
             x = (x - mean) / std
+        if self.input_clip is not None:
+            x = keras.ops.clip(x, -self.input_clip, self.input_clip)
         return self.backbone(x, training=training)
 
     def standardized(self, x, training=False):
@@ -77,6 +85,7 @@ class SSRRegressor(keras.Model):
             backbone=keras.saving.serialize_keras_object(self.backbone),
             input_mean=self.input_mean,
             input_std=self.input_std,
+            input_clip=self.input_clip,
             target_mean=self.target_mean,
             target_std=self.target_std,
         )
