@@ -42,16 +42,7 @@ def load(
     >>> data.x.shape, round(float(data.groups.mean()), 2)
     ((2000, 10), 0.2)
     """
-    data, _, _ = generate(
-        bias=bias,
-        num_samples=num_samples,
-        num_features=num_features,
-        noise_std=noise_std,
-        group_b_quantile=group_b_quantile,
-        include_indicator=include_indicator,
-        seed=seed,
-    )
-    return data
+    return generate(**locals())[0]
 
 
 def generate(

@@ -90,28 +90,25 @@ def test_sgd_hypergradient_is_theorem_1_gradient_alignment(float64):
     head = [tf.identity(v) for v in model.head_params()]
     phi = model.uncertainty_learner.trainable_weights
     lam = float(parts["lam"])
-    with tf.GradientTape() as tape_inner:
-        tape_inner.watch(head)
-        r = dense_apply(f_s, head)
-        z = model.uncertainty_learner((r, yhat))
-        inner = tf.reduce_mean(
-            (y_l - dense_apply(f_l, head)) ** 2
-        ) + lam * tf.reduce_mean(0.5 * tf.exp(-z) * (yhat - r) ** 2 + 0.5 * z)
-    g_inner_fn = tape_inner.gradient(inner, head)
+
+    def inner_gradient():  # grad_W L_inner(W, phi), reference form written out
+        with tf.GradientTape() as tape:
+            tape.watch(head)
+            r = dense_apply(f_s, head)
+            z = model.uncertainty_learner((r, yhat))
+            labeled = tf.reduce_mean((y_l - dense_apply(f_l, head)) ** 2)
+            unlabeled = tf.reduce_mean(0.5 * tf.exp(-z) * (yhat - r) ** 2 + 0.5 * z)
+            inner = labeled + lam * unlabeled
+        return tape.gradient(inner, head)
+
+    g_inner_fn = inner_gradient()
     new_head = [h - alpha * g for h, g in zip(head, g_inner_fn, strict=True)]
     with tf.GradientTape() as tape_outer:
         tape_outer.watch(new_head)
         outer = tf.reduce_mean((y_h - dense_apply(f_h, new_head)) ** 2)
     g_outer = [tf.stop_gradient(g) for g in tape_outer.gradient(outer, new_head)]
     with tf.GradientTape() as tape_phi:
-        with tf.GradientTape() as tape_w:
-            tape_w.watch(head)
-            r = dense_apply(f_s, head)
-            z = model.uncertainty_learner((r, yhat))
-            inner = tf.reduce_mean(
-                (y_l - dense_apply(f_l, head)) ** 2
-            ) + lam * tf.reduce_mean(0.5 * tf.exp(-z) * (yhat - r) ** 2 + 0.5 * z)
-        g_inner = tape_w.gradient(inner, head)
+        g_inner = inner_gradient()
         alignment = sum(
             tf.reduce_sum(a * b) for a, b in zip(g_inner, g_outer, strict=True)
         )
