@@ -159,3 +159,24 @@ def test_bad_hpl_flags(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_l2i_cli_flags_reach_the_model(tmp_path):
+    from trainers.experiment import method_kwargs
+
+    config = parse_args(
+        ["--methods", "l2i_v1,l2i_v2", "--l2i-imputer", "mean_teacher",
+         "--l2i-unroll", "head", "--l2i-unroll-learning-rate", "0.05",
+         "--imputation-learning-rate", "0.5", "--l2i-tanh-unlabeled"]
+    )  # fmt: skip
+    kwargs = method_kwargs("l2i_v2", config, steps=10)
+    assert kwargs["imputer"] == "mean_teacher" and kwargs["unroll"] == "head"
+    assert kwargs["unroll_learning_rate"] == 0.05
+    assert kwargs["imputation_learning_rate"] == 0.5 and kwargs["tanh_unlabeled"]
+    out = str(tmp_path / "runs")
+    argv = FAST + ["--methods", "l2i_v1,l2i_v2", "--l2i-unroll", "head",
+                   "--output-dir", out, "--export-dir", str(tmp_path / "sm"),
+                   "--run-name", "l"]  # fmt: skip
+    assert main(argv) == 0
+    records = json.load(open(os.path.join(out, "l", "results.json")))["records"]
+    assert [r["method"] for r in records] == ["l2i_v1", "l2i_v2"]

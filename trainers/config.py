@@ -40,6 +40,11 @@ class RunConfig:
     uncertainty_input: str = "reference"
     log_variance_range: tuple = (-10.0, 10.0)
     head_learning_rate: float | None = None
+    l2i_imputer: str = "pseudo_label"
+    l2i_unroll: str = "full"
+    l2i_unroll_learning_rate: float | None = None
+    imputation_learning_rate: float = 1.0
+    l2i_tanh_unlabeled: bool = False
     benchmark_mode: bool = False
     validation_ratio: float = 0.1
     test_ratio: float = 0.2

@@ -94,6 +94,15 @@ def method_kwargs(name, config, steps):
             log_variance_range=config.log_variance_range,
             head_learning_rate=config.head_learning_rate,
         )
+    if name in ("l2i_v1", "l2i_v2"):
+        kwargs.update(
+            imputer=config.l2i_imputer,
+            unroll=config.l2i_unroll,
+            unroll_learning_rate=config.l2i_unroll_learning_rate,
+            imputation_learning_rate=config.imputation_learning_rate,
+            tanh_unlabeled=config.l2i_tanh_unlabeled,
+            ema_decay=config.ema_decay,
+        )
     return kwargs
 
 

@@ -113,6 +113,7 @@ def parse_args(argv=None):
         help="strong view: probability a feature is replaced by its mean",
     )
     _add_hpl_flags(parser, defaults)
+    _add_l2i_flags(parser, defaults)
     add(
         "--benchmark-mode",
         action="store_true",
@@ -194,6 +195,40 @@ def _add_hpl_flags(parser, defaults):
         type=float,
         default=None,
         help="separate Adam learning rate for the head (paper: 10x the backbone's)",
+    )
+
+
+def _add_l2i_flags(parser, defaults):
+    l2i = parser.add_argument_group("L2I (methods l2i_v1, l2i_v2)")
+    add = l2i.add_argument
+    add(
+        "--l2i-imputer",
+        choices=("pseudo_label", "mean_teacher"),
+        default=defaults.l2i_imputer,
+        help="psi: the imputing function",
+    )
+    add(
+        "--l2i-unroll",
+        choices=("full", "head"),
+        default=defaults.l2i_unroll,
+        help="unroll every trainable weight (paper) or only the head (cheap)",
+    )
+    add(
+        "--l2i-unroll-learning-rate",
+        type=float,
+        default=None,
+        help="eta, the unrolled SGD step (default: the optimizer's learning rate)",
+    )
+    add(
+        "--imputation-learning-rate",
+        type=float,
+        default=defaults.imputation_learning_rate,
+        help="eta_z, V1's step on the imputed labels",
+    )
+    add(
+        "--l2i-tanh-unlabeled",
+        action="store_true",
+        help="V2 reference form: tanh on both sides of the unlabeled loss",
     )
 
 

@@ -242,7 +242,7 @@ def read_adam_state(optimizer, variables):
     )
 
 
-def _mean_across_replicas(grads):
+def mean_across_replicas(grads):
     """MEAN all-reduce in a replica context of a real multi-replica strategy."""
     if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
         return grads
@@ -326,7 +326,7 @@ def unroll_head(
         inner_loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO
     )
     if all_reduce:
-        grads = _mean_across_replicas(grads)
+        grads = mean_across_replicas(grads)
     if method == "sgd":
         # W'(phi) = W - alpha * dL_inner/dW (eq. 7); L_outer(W') is eq. 6.
         new_params = sgd_step(params, grads, learning_rate)

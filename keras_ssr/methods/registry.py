@@ -3,6 +3,7 @@
 import functools
 
 from keras_ssr.methods.hpl import HPL
+from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.supervised import Supervised
@@ -14,6 +15,8 @@ METHODS = {
     "hpl": HPL,
     # HPL ablation "UL without BLO": g_phi trained jointly on the inner loss.
     "hpl_joint": functools.partial(HPL, bilevel=False),
+    "l2i_v1": functools.partial(L2I, variant="v1"),
+    "l2i_v2": functools.partial(L2I, variant="v2"),
 }
 
 

@@ -125,9 +125,10 @@ class SSRModel(keras.Model):
 
     def unlabeled_weight_now(self):
         """lambda_t: `unlabeled_weight` times the linear ramp-up factor."""
+        dtype = self.compute_dtype
         if self.rampup_steps <= 0:
-            return keras.ops.convert_to_tensor(self.unlabeled_weight)
-        step = keras.ops.cast(self.optimizer.iterations, "float32")
+            return keras.ops.convert_to_tensor(self.unlabeled_weight, dtype=dtype)
+        step = keras.ops.cast(self.optimizer.iterations, dtype)
         ramp = keras.ops.minimum(1.0, step / float(self.rampup_steps))
         return self.unlabeled_weight * ramp
 
