@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
@@ -80,3 +81,25 @@ def test_steps_per_epoch_and_eval_stream():
     assert steps_per_epoch(1000, 0, 64, 256) == 16
     batches = list(make_eval_stream(np.zeros((5, 2)), np.zeros(5), batch_size=2))
     assert [b[0].shape[0] for b in batches] == [2, 2, 1]
+
+
+def test_unlabeled_stream_shuffles_over_the_whole_set():
+    # Regression: the shuffle buffer was the number of features, not of rows,
+    # so early batches came from the first rows only.
+    first = next(iter(_stream(seed=0)))["unlabeled"][0].numpy()[:, 0]
+    assert first.max() >= 130  # some row from the last quarter (rows 130-139)
+
+
+def test_teacher_predictions_travel_with_their_rows():
+    x_l = np.arange(8, dtype="float32").reshape(8, 1)
+    x_u = 100 + np.arange(24, dtype="float32").reshape(24, 1)
+    views = TabularViews(np.zeros(1), np.ones(1), 0.0, 0.0, 0.0)
+    stream = make_train_stream(
+        (x_l, x_l[:, 0]), x_u, views, 4, 8, teacher=(-x_l[:, 0], -x_u[:, 0])
+    )
+    for batch in stream.take(5):
+        yhat_l, yhat_u = batch["teacher"]
+        np.testing.assert_array_equal(yhat_l, -batch["labeled"][0][:, 0])
+        np.testing.assert_array_equal(yhat_u, -batch["unlabeled"][0][:, 0])
+    with pytest.raises(ValueError, match="teacher predictions must match"):
+        make_train_stream((x_l, x_l[:, 0]), x_u, views, 4, 8, teacher=(x_l, x_l))

@@ -15,6 +15,7 @@ def make_train_stream(
     holdout=None,
     holdout_batch_size=None,
     unlabeled_y=None,
+    teacher=None,
     seed=0,
 ):
     """Builds the endless per-step stream every keras-ssr method trains on.
@@ -22,7 +23,8 @@ def make_train_stream(
     Each element is a dict:
     `{"labeled": (x_l, y_l), "unlabeled": (x_weak, x_strong),
     "holdout": (x_h, y_h)}` and, in benchmark mode (`unlabeled_y` given),
-    `"unlabeled_targets": y_u` (never used for training, only for diagnostics).
+    `"unlabeled_targets": y_u` (never used for training, only for diagnostics),
+    and with `teacher` given, `"teacher": (yhat_l, yhat_u)` (PP-SSL).
     The labeled and hold-out streams draw from their sets with independent
     shuffles; every stream repeats on its own, so the shorter set never ends an
     epoch: pass `steps_per_epoch` to `fit` (see `steps_per_epoch`).
@@ -38,6 +40,10 @@ def make_train_stream(
             (an independent sampler over the labeled set).
         holdout_batch_size: defaults to `labeled_batch_size`.
         unlabeled_y: optional ground truth of `unlabeled_x` (benchmark mode).
+        teacher: optional `(yhat_l, yhat_u)`: a fixed teacher's predictions,
+            in standardised target units, for the rows of `labeled` and of
+            `unlabeled_x` (see `keras_ssr.models.teacher.Teacher`); each
+            prediction is shuffled with its row.
         seed: seed of the shuffles and of the augmentation.
 
     Example:
@@ -55,16 +61,19 @@ def make_train_stream(
     if len(x_l) == 0:
         raise ValueError("The labeled split is empty: give at least one label.")
     unlabeled_x = np.asarray(unlabeled_x, dtype="float32")
+    yhat_l, yhat_u = _teacher_arrays(teacher, len(x_l), len(unlabeled_x))
     if len(unlabeled_x) == 0:
         unlabeled_x, unlabeled_y = x_l, (None if unlabeled_y is None else y_l)
+        yhat_u = yhat_l
     holdout = _as_float32(*(holdout if holdout is not None else labeled))
+    labeled_rows = (x_l, y_l) if yhat_l is None else (x_l, y_l, yhat_l)
     streams = {
-        "labeled": _repeated((x_l, y_l), labeled_batch_size, seed),
+        "labeled": _repeated(labeled_rows, labeled_batch_size, seed),
         "holdout": _repeated(
             holdout, holdout_batch_size or labeled_batch_size, seed + 7919
         ),
         "unlabeled": _unlabeled(
-            unlabeled_x, unlabeled_y, views, unlabeled_batch_size, seed
+            unlabeled_x, unlabeled_y, yhat_u, views, unlabeled_batch_size, seed
         ),
     }
     return tf.data.Dataset.zip(streams).map(_flatten).prefetch(tf.data.AUTOTUNE)
@@ -91,14 +100,19 @@ def _as_float32(x, y):
 
 
 def _repeated(arrays, batch_size, seed):
+    size = len(tf.nest.flatten(arrays)[0])
     dataset = tf.data.Dataset.from_tensor_slices(arrays)
-    dataset = dataset.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
     return dataset.repeat().batch(batch_size, drop_remainder=True)
 
 
-def _unlabeled(x, y, views, batch_size, seed):
-    arrays = x if y is None else (x, np.asarray(y, dtype="float32"))
-    batches = _repeated(arrays, batch_size, seed + 104729)
+def _unlabeled(x, y, yhat, views, batch_size, seed):
+    rows = {"x": x}
+    if y is not None:
+        rows["unlabeled_targets"] = np.asarray(y, dtype="float32")
+    if yhat is not None:
+        rows["teacher"] = yhat
+    batches = _repeated(rows, batch_size, seed + 104729)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     return tf.data.Dataset.zip(batches, seeds).map(
         lambda batch, s: _with_views(batch, views, s),
@@ -108,14 +122,30 @@ def _unlabeled(x, y, views, batch_size, seed):
 
 
 def _with_views(batch, views, seed):
-    x, y = batch if isinstance(batch, tuple) else (batch, None)
-    weak, strong = views(x, seed)
-    return (weak, strong) if y is None else (weak, strong, y)
+    out = dict(batch)
+    out["views"] = views(out.pop("x"), seed)
+    return out
 
 
 def _flatten(streams):
-    out = dict(streams)
-    if len(streams["unlabeled"]) == 3:
-        weak, strong, y_u = streams["unlabeled"]
-        out["unlabeled"], out["unlabeled_targets"] = (weak, strong), y_u
+    out = {"holdout": streams["holdout"], "labeled": streams["labeled"][:2]}
+    unlabeled = dict(streams["unlabeled"])
+    out["unlabeled"] = unlabeled.pop("views")
+    if "unlabeled_targets" in unlabeled:
+        out["unlabeled_targets"] = unlabeled["unlabeled_targets"]
+    if "teacher" in unlabeled:
+        out["teacher"] = (streams["labeled"][2], unlabeled["teacher"])
     return out
+
+
+def _teacher_arrays(teacher, num_labeled, num_unlabeled):
+    if teacher is None:
+        return None, None
+    yhat_l, yhat_u = (np.asarray(t, dtype="float32").reshape(-1) for t in teacher)
+    if len(yhat_l) != num_labeled or len(yhat_u) != num_unlabeled:
+        raise ValueError(
+            f"teacher predictions must match the rows: got {len(yhat_l)} and "
+            f"{len(yhat_u)} for {num_labeled} labeled and {num_unlabeled} "
+            "unlabeled rows."
+        )
+    return yhat_l, yhat_u

@@ -1,0 +1,409 @@
+"""`PPSSL`: prediction-powered semi-supervised regression and its baselines."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ssr.methods.ssr_model import SSRModel, _num_replicas, mse
+
+LAMBDA_MODES = ("adaptive", "fixed", "closed_form", "ssl", "only_labeled")
+CLOSED_FORM_POINTS = ("ppi", "supervised", "current")
+
+
+@keras.saving.register_keras_serializable(package="keras_ssr")
+class PPSSL(SSRModel):
+    """Prediction-powered SSL (PP-SSL) with a fixed teacher, and its baselines.
+
+    With teacher pseudo-labels fhat(x) and the squared loss l, each step forms
+    the labeled gradient g_l, the teacher-label gradients on the same labeled
+    batch ghat_l and on the unlabeled batch ghat_u, and trains on
+
+        g(lambda) = g_l + lambda * (ghat_u - ghat_l)        (eq. 6),
+
+    the gradient of the PPI++ loss L_l + lambda * (Lhat_u - Lhat_l) (eq. 4),
+    unbiased for the labeled-risk gradient for every lambda. `lambda_mode`:
+
+    - `"adaptive"` (PP-SSL, Algorithm 1): lambda starts at `lambda_value`
+      (paper: 1) and follows projected 1-D AdaGrad on
+      h_t(lambda) = ||g_t(lambda)||^2 (eq. 11-12), see `adagrad_lambda_step`.
+      Two backward passes per step (g_l and ghat_u - ghat_l from one forward).
+    - `"fixed"`: constant lambda = `lambda_value` (1: plain PPI). One backward.
+    - `"closed_form"`: PPI++ baseline, constant lambda from the closed form
+      (`closed_form_lambda`), set by `calibrate_lambda` before `fit`.
+    - `"ssl"`: biased baseline L_l + w_t * Lhat_u (eq. 2), w_t the base
+      class's `unlabeled_weight_now()` (default 1, with optional ramp-up).
+    - `"only_labeled"`: lambda = 0, L_l only (needs no teacher labels).
+
+    The teacher is not part of the model: its standardised predictions come
+    with every batch, `batch["teacher"] = (yhat_l, yhat_u)`, aligned with
+    `batch["labeled"] = (x_l, y_l)` and `batch["unlabeled"] = (x_u, _)` (see
+    `keras_ssr.models.teacher.Teacher`). The unlabeled rows are taken from the
+    weak view, which must be the unaugmented features (weak noise 0) for the
+    unbiasedness of eq. 7 to hold. lambda (`lambda_variable`) and the AdaGrad
+    accumulator are non-trainable variables: they checkpoint with the model
+    and stay identical across `tf.distribute` replicas. The lambda used at
+    each step is logged as the loss term `"lambda"`.
+
+    Args:
+        regressor: the student `SSRRegressor`.
+        lambda_mode: one of `LAMBDA_MODES`.
+        lambda_value: initial lambda (`"adaptive"`, default 1), the constant
+            lambda (`"fixed"`, default 1) or the calibrated lambda
+            (`"closed_form"`, set by `calibrate_lambda`); in [0, 1].
+        lambda_diameter: D, the diameter of AdaGrad's step (eq. 12; paper 1).
+        **kwargs: `SSRModel` arguments; `unlabeled_weight` and
+            `rampup_steps` only act in `"ssl"` mode.
+
+    Example:
+
+    >>> from keras_ssr.models.mlp_backbone import MLPBackbone
+    >>> from keras_ssr.models.ssr_regressor import SSRRegressor
+    >>> model = PPSSL(SSRRegressor(MLPBackbone((8,))), lambda_mode="adaptive")
+    >>> model.build((None, 3))
+    >>> float(model.lambda_variable.numpy())
+    1.0
+
+    References:
+        Prediction-Powered Semi-Supervised Learning with Online Power Tuning
+        (PP-SSL), eq. 2, 4, 6, 11-12 and Algorithm 1; Angelopoulos, Duchi and
+        Zrnic, PPI++: Efficient Prediction-Powered Inference, 2023.
+    """
+
+    loss_terms = (
+        "loss",
+        "labeled_loss",
+        "teacher_labeled_loss",
+        "teacher_unlabeled_loss",
+        "lambda",
+    )
+
+    def __init__(
+        self,
+        regressor,
+        lambda_mode="adaptive",
+        lambda_value=None,
+        lambda_diameter=1.0,
+        **kwargs,
+    ):
+        super().__init__(regressor, **kwargs)
+        if lambda_mode not in LAMBDA_MODES:
+            raise ValueError(
+                f"lambda_mode must be one of {LAMBDA_MODES}, got {lambda_mode!r}."
+            )
+        self.lambda_mode = lambda_mode
+        self.lambda_value = _initial_lambda(lambda_mode, lambda_value)
+        self.lambda_diameter = float(lambda_diameter)
+        if lambda_mode == "only_labeled":
+            for name in ("teacher_labeled_loss", "teacher_unlabeled_loss"):
+                self.loss_trackers.pop(name)
+
+    def build_method(self, input_shape):
+        value = 0.0 if self.lambda_value is None else self.lambda_value
+        self.lambda_variable = self._state("lambda", value)
+        self.lambda_accumulator = self._state("lambda_accumulator", 0.0)
+
+    def _state(self, name, value):
+        # ONLY_FIRST_REPLICA: an assign in replica context keeps replica 0's
+        # value on every replica (all replicas compute the same one anyway).
+        return self.add_weight(
+            name=name,
+            shape=(),
+            initializer=keras.initializers.Constant(value),
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+
+    def compute_losses(self, batch):
+        terms = self.labeled_terms(batch)
+        if self.lambda_mode == "only_labeled":
+            terms["loss"] = terms["labeled_loss"]
+            terms["lambda"] = keras.ops.zeros_like(terms["loss"])
+            return terms
+        yhat_l, yhat_u = batch["teacher"]
+        x_u = batch["unlabeled"][0]
+        pred_u = self.regressor.standardized(x_u, training=True)
+        terms["teacher_labeled_loss"] = mse(yhat_l, terms["labeled_predictions"])
+        terms["teacher_unlabeled_loss"] = mse(yhat_u, pred_u)
+        weight = keras.ops.cast(self.current_lambda(), terms["labeled_loss"].dtype)
+        terms["lambda"] = weight
+        terms["loss"] = terms["labeled_loss"] + weight * self._unlabeled_part(terms)
+        return terms
+
+    def current_lambda(self):
+        """lambda_t: the variable (PPI modes) or w_t (`"ssl"`)."""
+        if self.lambda_mode == "ssl":
+            return self.unlabeled_weight_now()
+        self._check_calibrated()
+        return keras.ops.stop_gradient(self.lambda_variable.value)
+
+    def _unlabeled_part(self, terms):
+        if self.lambda_mode == "ssl":  # eq. 2
+            return terms["teacher_unlabeled_loss"]
+        # eq. 4: the PPI correction Lhat_u - Lhat_l.
+        return terms["teacher_unlabeled_loss"] - terms["teacher_labeled_loss"]
+
+    def compute_gradients(self, batch):
+        """g(lambda_t) (eq. 6); in `"adaptive"` mode also d_t for lambda.
+
+        Adaptive mode takes one forward and two backward passes (g_l and
+        ghat_u - ghat_l); it returns `grads + [d_t]` and
+        `variables + [lambda_variable]`, which `apply_gradients` splits.
+        """
+        if self.lambda_mode != "adaptive":
+            return super().compute_gradients(batch)  # one backward
+        variables = self.trainable_weights_to_update()
+        with tf.GradientTape(persistent=True) as tape:
+            terms = self.compute_losses(batch)
+            scale = 1.0 / _num_replicas()
+            labeled = terms["labeled_loss"] * scale
+            correction = self._unlabeled_part(terms) * scale
+        g_l = _zeros_for_none(tape.gradient(labeled, variables), variables)
+        delta = _zeros_for_none(tape.gradient(correction, variables), variables)
+        del tape
+        lam = terms["lambda"]
+        grads = [g + lam * dg for g, dg in zip(g_l, delta, strict=True)]  # eq. 6
+        terms["lambda_gradient"] = lambda_gradient(g_l, delta, lam)
+        return (
+            grads + [terms["lambda_gradient"]],
+            variables + [self.lambda_variable],
+            terms,
+        )
+
+    def apply_gradients(self, grads, variables):
+        if self.lambda_mode != "adaptive":
+            return super().apply_gradients(grads, variables)
+        self.optimizer.apply(grads[:-1], variables[:-1])
+        self.update_lambda(grads[-1])
+
+    def update_lambda(self, d):
+        """One AdaGrad step of lambda and its accumulator (eq. 12)."""
+        lam, accumulator = adagrad_lambda_step(
+            self.lambda_variable.value,
+            self.lambda_accumulator.value,
+            keras.ops.cast(d, self.lambda_variable.dtype),
+            self.lambda_diameter,
+        )
+        self.lambda_accumulator.assign(accumulator)
+        self.lambda_variable.assign(lam)
+
+    def calibrate_lambda(self, labeled, teacher_labeled, x_u, teacher_u, at="ppi"):
+        """Sets lambda to the PPI++ closed form (`"closed_form"` mode).
+
+        Treats the regressor as linear in its head: per-example squared-loss
+        gradients of the head over the backbone features `[h(x), 1]` (exact
+        for a linear student, i.e. an identity backbone), evaluated at the
+        head parameters `at`: `"ppi"` (the minimiser of the lambda = 1 PPI
+        loss over the features, as ppi_py does), `"supervised"` (labeled
+        least squares) or `"current"` (the head's present weights).
+
+        Args:
+            labeled: `(x_l, y_l)`, raw features and standardised targets.
+            teacher_labeled: teacher predictions on `x_l` (standardised).
+            x_u: raw unlabeled features.
+            teacher_u: teacher predictions on `x_u` (standardised).
+            at: where the gradients and Hessian are evaluated.
+
+        Returns:
+            The clipped lambda, also stored in `lambda_value` and
+            `lambda_variable`.
+        """
+        x_l, y_l = labeled
+        if isinstance(at, str) and at == "current":
+            head = self.regressor.head
+            at = np.concatenate(
+                [head.kernel.numpy().ravel(), head.bias.numpy().ravel()]
+            )
+        lam = linear_closed_form_lambda(
+            self._features(x_l),
+            y_l,
+            teacher_labeled,
+            self._features(x_u),
+            teacher_u,
+            at,
+        )
+        self.lambda_value = lam
+        self.lambda_variable.assign(lam)
+        return lam
+
+    def _features(self, x):
+        return keras.ops.convert_to_numpy(self.regressor.features(x, training=False))
+
+    def _check_calibrated(self):
+        if self.lambda_value is None:
+            raise ValueError(
+                "lambda_mode='closed_form' needs calibrate_lambda(...) before "
+                "training (or an explicit lambda_value)."
+            )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            lambda_mode=self.lambda_mode,
+            lambda_value=self.lambda_value,
+            lambda_diameter=self.lambda_diameter,
+        )
+        return config
+
+
+def lambda_gradient(g_l, delta, lam):
+    """d_t = 2 <g_t(lambda_t), ghat_u - ghat_l>, the slope of h_t (eq. 12).
+
+    Under `tf.distribute` the per-replica gradients (each scaled by
+    1 / replicas) are summed across replicas first, so every replica forms the
+    inner product of the global mean gradients and gets the same d_t.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        g_l, delta = context.all_reduce(tf.distribute.ReduceOp.SUM, (g_l, delta))
+    return 2.0 * tf.add_n(
+        [tf.reduce_sum((g + lam * dg) * dg) for g, dg in zip(g_l, delta, strict=True)]
+    )
+
+
+def adagrad_lambda_step(lam, accumulator, d, diameter=1.0):
+    """Projected 1-D AdaGrad on h_t(lambda) = ||g_t(lambda)||^2 (eq. 11-12).
+
+    accumulator' = accumulator + d^2 (the sum over s <= t of d_s^2);
+    lambda' = clip(lambda - D / sqrt(2 * accumulator') * d, 0, 1). A zero
+    accumulator (no signal yet) leaves lambda unchanged.
+
+    Args:
+        lam: lambda_t.
+        accumulator: sum of d_s^2 over the previous steps.
+        d: d_t, the derivative of h_t at lambda_t (`lambda_gradient`).
+        diameter: D, the diameter of the feasible set [0, 1].
+
+    Returns:
+        `(lambda_{t+1}, accumulator')`.
+
+    Example:
+
+    >>> lam, acc = adagrad_lambda_step(1.0, 0.0, 2.0)
+    >>> round(float(lam), 4), float(acc)
+    (0.2929, 4.0)
+    """
+    accumulator = accumulator + keras.ops.square(d)
+    rate = tf.math.divide_no_nan(
+        keras.ops.cast(diameter, accumulator.dtype),
+        keras.ops.sqrt(2.0 * accumulator),
+    )
+    return keras.ops.clip(lam - rate * d, 0.0, 1.0), accumulator
+
+
+def closed_form_lambda(grads, grads_hat, grads_hat_unlabeled, inv_hessian, clip=True):
+    """The PPI++ power-tuning lambda from per-example gradients.
+
+    lambda = tr(V C V) / (2 (1 + n/N) tr(V S V)), with
+    C = (1/n)(Gc^T Ghc + Ghc^T Gc) from the centred per-example gradients with
+    true labels (G) and teacher labels (Gh) on the n labeled rows, S the
+    covariance (ddof 1) of the teacher-label gradients over the labeled and the
+    N unlabeled rows, and V the inverse Hessian; as ppi_py's `_calc_lam_glm`
+    (`optim_mode="overall"`). All gradients must be taken at the same
+    parameters; which ones is the caller's choice.
+
+    Args:
+        grads: `(n, p)` per-example gradients with the true labels.
+        grads_hat: `(n, p)` per-example gradients with teacher labels.
+        grads_hat_unlabeled: `(N, p)` teacher-label gradients, unlabeled rows.
+        inv_hessian: `(p, p)` inverse Hessian of the loss.
+        clip: clip lambda to [0, 1].
+
+    Returns:
+        lambda as a float (0 when the teacher gradients do not vary).
+
+    Example:
+
+    >>> g = np.array([[1.0], [-1.0]])
+    >>> closed_form_lambda(g, g, np.array([[1.0], [-1.0]]), np.eye(1))
+    0.375
+    """
+    grads, grads_hat, grads_hat_u = (
+        np.asarray(a, dtype="float64").reshape(len(a), -1)
+        for a in (grads, grads_hat, grads_hat_unlabeled)
+    )
+    n, big_n = len(grads), len(grads_hat_u)
+    centred, centred_hat = grads - grads.mean(0), grads_hat - grads_hat.mean(0)
+    cov = (centred.T @ centred_hat + centred_hat.T @ centred) / n
+    var_hat = np.atleast_2d(np.cov(np.concatenate([grads_hat, grads_hat_u]).T))
+    v = np.asarray(inv_hessian, dtype="float64")
+    denominator = 2.0 * (1.0 + n / big_n) * np.trace(v @ var_hat @ v)
+    lam = float(np.trace(v @ cov @ v) / denominator) if denominator > 0 else 0.0
+    return float(np.clip(lam, 0.0, 1.0)) if clip else lam
+
+
+def linear_closed_form_lambda(x_l, y_l, yhat_l, x_u, yhat_u, at="ppi", clip=True):
+    """`closed_form_lambda` for a linear model `[x, 1] @ params`, squared loss.
+
+    Per-example gradients 2 (a^T params - y) a with a = [x, 1], Hessian
+    2 mean(a a^T) over labeled and unlabeled rows (as ppi_py's OLS).
+
+    Args:
+        x_l, y_l, yhat_l: labeled features, labels, teacher predictions.
+        x_u, yhat_u: unlabeled features and teacher predictions.
+        at: parameters `(d + 1,)` (weights then intercept), or `"ppi"` (the
+            minimiser of the lambda = 1 PPI loss, ppi_py's default point) or
+            `"supervised"` (labeled least squares).
+        clip: clip lambda to [0, 1].
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(200, 2))
+    >>> y = x.sum(1) + rng.normal(size=200)
+    >>> lam = linear_closed_form_lambda(x[:50], y[:50], y[:50], x[50:], y[50:])
+    >>> 0.0 <= lam <= 1.0
+    True
+    """
+    a_l, a_u = _with_intercept(x_l), _with_intercept(x_u)
+    y_l, yhat_l, yhat_u = (
+        np.asarray(v, "float64").reshape(-1) for v in (y_l, yhat_l, yhat_u)
+    )
+    params = linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, at)
+    hessian = 2.0 * (a_l.T @ a_l + a_u.T @ a_u) / (len(a_l) + len(a_u))
+    return closed_form_lambda(
+        _linear_grads(a_l, y_l, params),
+        _linear_grads(a_l, yhat_l, params),
+        _linear_grads(a_u, yhat_u, params),
+        np.linalg.pinv(hessian),
+        clip=clip,
+    )
+
+
+def linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, at="ppi"):
+    """Linear parameters at which the closed form is evaluated (see `at`)."""
+    if not isinstance(at, str):
+        return np.asarray(at, dtype="float64").reshape(-1)
+    if at == "supervised":
+        return np.linalg.lstsq(a_l, y_l, rcond=None)[0]
+    if at != "ppi":
+        raise ValueError(f"at must be parameters or one of {CLOSED_FORM_POINTS}.")
+    # Zero of the PPI gradient: mean_u a (a^T p - yhat) + mean_l a (yhat - y).
+    lhs = a_u.T @ a_u / len(a_u)
+    rhs = a_u.T @ yhat_u / len(a_u) + a_l.T @ (y_l - yhat_l) / len(a_l)
+    return np.linalg.pinv(lhs) @ rhs
+
+
+def _linear_grads(a, y, params):
+    return 2.0 * a * (a @ params - y)[:, None]
+
+
+def _with_intercept(x):
+    x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+    return np.concatenate([x, np.ones((len(x), 1))], axis=1)
+
+
+def _zeros_for_none(grads, variables):
+    return [
+        tf.zeros_like(v) if g is None else g
+        for g, v in zip(grads, variables, strict=True)
+    ]
+
+
+def _initial_lambda(mode, value):
+    defaults = {"adaptive": 1.0, "fixed": 1.0, "only_labeled": 0.0}
+    value = defaults.get(mode) if value is None else value
+    if mode == "only_labeled" and value != 0.0:
+        raise ValueError("lambda_mode='only_labeled' means lambda_value = 0.")
+    if value is not None and not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"lambda_value must be in [0, 1], got {value}.")
+    return None if value is None else float(value)
