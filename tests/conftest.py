@@ -27,6 +27,14 @@ def _seeded_fresh_session():
     keras.backend.clear_session()
 
 
+@pytest.fixture
+def float64():
+    """Runs a test with `keras.config.floatx()` = float64 (for exact math checks)."""
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+
+
 @pytest.fixture(scope="session")
 def two_device_strategy():
     """One MirroredStrategy over the two logical CPUs, shared by every test.

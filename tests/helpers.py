@@ -32,3 +32,25 @@ def compiled(method_cls, regressor, d=4, optimizer=None, **kwargs):
     model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1))
     model.optimizer.build(model.trainable_weights_to_update())
     return model
+
+
+def batch64(seed=0, d=3, n_u=10):
+    """A float64 three-stream batch from a noisy linear model (exact math tests)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+
+    def pair(n):
+        x = rng.normal(size=(n, d))
+        return tf.constant(x), tf.constant(x @ w + 0.3 * rng.normal(size=n))
+
+    x_u = rng.normal(size=(n_u, d))
+    return {
+        "labeled": pair(6),
+        "unlabeled": (
+            tf.constant(x_u),
+            tf.constant(x_u + 0.5 * rng.normal(size=x_u.shape)),
+        ),
+        "holdout": pair(7),
+    }

@@ -8,33 +8,7 @@ from keras_ssr.losses.heteroscedastic_loss import heteroscedastic_loss
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.registry import get_method
-from tests.helpers import compiled, linear_problem, make_batch, make_regressor
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def _batch64(seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=3)
-
-    def pair(n):
-        x = rng.normal(size=(n, 3))
-        return tf.constant(x), tf.constant(x @ w + 0.3 * rng.normal(size=n))
-
-    x_u = rng.normal(size=(12, 3))
-    return {
-        "labeled": pair(6),
-        "unlabeled": (
-            tf.constant(x_u),
-            tf.constant(x_u + 0.5 * rng.normal(size=x_u.shape)),
-        ),
-        "holdout": pair(7),
-    }
+from tests.helpers import batch64, compiled, linear_problem, make_batch, make_regressor
 
 
 def _hpl64(**kwargs):
@@ -43,7 +17,7 @@ def _hpl64(**kwargs):
     model.build((None, 3))
     model.compile(optimizer=keras.optimizers.Adam(0.05))
     model.optimizer.build(model.trainable_weights_to_update())
-    batch = _batch64()
+    batch = batch64(n_u=12)
     for _ in range(3):  # non-trivial head, Adam slots and g_phi
         model.train_step(batch)
     return model, batch

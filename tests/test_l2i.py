@@ -15,33 +15,7 @@ from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.models.mlp_backbone import MLPBackbone
 from keras_ssr.models.ssr_regressor import SSRRegressor
-from tests.helpers import compiled, linear_problem, make_batch, make_regressor
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def _batch64(seed=0, d=3):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=d)
-
-    def pair(n):
-        x = rng.normal(size=(n, d))
-        return tf.constant(x), tf.constant(x @ w + 0.3 * rng.normal(size=n))
-
-    x_u = rng.normal(size=(10, d))
-    return {
-        "labeled": pair(6),
-        "unlabeled": (
-            tf.constant(x_u),
-            tf.constant(x_u + 0.5 * rng.normal(size=x_u.shape)),
-        ),
-        "holdout": pair(7),
-    }
+from tests.helpers import batch64, compiled, linear_problem, make_batch, make_regressor
 
 
 def _build(model, d=3, learning_rate=0.1):
@@ -89,7 +63,7 @@ def test_head_imputation_gradient_matches_appendix_b2_closed_form(float64):
     """
     eta = 0.3
     model = _l2i64(unroll="head", unroll_learning_rate=eta)
-    batch = _batch64()
+    batch = batch64()
     parts = model.forward(batch)
     grad, holdout_loss = model.imputation_gradient(batch, parts)
 
@@ -120,7 +94,7 @@ def test_head_imputation_gradient_matches_appendix_b2_closed_form(float64):
 def test_v1_label_step_lowers_the_holdout_loss(float64, unroll):
     """C^H(z - eps g) = C^H(z) - eps |g|^2 + O(eps^2), g = dC^H/dz."""
     model = _l2i64(unroll=unroll, unroll_learning_rate=0.5)
-    batch = _batch64(seed=1)
+    batch = batch64(seed=1)
     parts = model.forward(batch)
     grad, before = model.imputation_gradient(batch, parts)
     eps = 1e-2
@@ -140,7 +114,7 @@ def test_v1_trains_on_the_updated_labels(float64, unroll):
         imputation_learning_rate=eta_z,
         unlabeled_weight=lam,
     )
-    batch = _batch64(seed=2)
+    batch = batch64(seed=2)
     parts = model.forward(batch)
     grad, _ = model.imputation_gradient(batch, parts)
     z_hat = parts["z"] - eta_z * grad
@@ -165,7 +139,7 @@ def test_v2_extra_gradient_matches_finite_differences(float64, unroll):
     model = _l2i64(
         variant="v2", unroll=unroll, unroll_learning_rate=0.5, unlabeled_weight=lam
     )
-    batch = _batch64(seed=3)
+    batch = batch64(seed=3)
     reg = model.regressor
     x_w = batch["unlabeled"][0]
     grads, _, _ = model.compute_gradients(batch)
@@ -208,7 +182,7 @@ def test_mean_teacher_v2_targets_from_teacher_hypergradient_via_student(float64)
     student_model = _l2i64(imputer="pseudo_label", **kwargs)
     teacher = teacher_model.teacher
     teacher.head.kernel.assign(2.0 * teacher.head.kernel)  # teacher != student
-    batch = _batch64(seed=5)
+    batch = batch64(seed=5)
     x_w = batch["unlabeled"][0]
     extras = []
     for model, imputer in ((teacher_model, teacher), (student_model, None)):
@@ -235,7 +209,7 @@ def test_head_and_full_unroll_agree_when_only_the_head_trains(float64, variant):
             freeze_backbone=True,
         )
         assert len(model.regressor.trainable_weights) == 2
-        batch = _batch64(seed=6)
+        batch = batch64(seed=6)
         parts = model.forward(batch)
         grad, holdout_loss = model.imputation_gradient(batch, parts)
         grads, _, _ = model.compute_gradients(batch)
@@ -304,7 +278,7 @@ def test_full_unroll_scores_the_holdout_in_training_mode(float64):
     assigned, scored on the hold-out batch with BatchNorm batch statistics."""
     eta = 0.5
     model = _l2i64(_NormBackbone(dropout=0.0), unroll="full", unroll_learning_rate=eta)
-    batch = _batch64(seed=9)
+    batch = batch64(seed=9)
     parts = model.forward(batch)
     _, holdout_loss = model.imputation_gradient(batch, parts)
 
