@@ -223,3 +223,12 @@ def test_get_config_round_trip_and_bad_options():
         HPL(make_regressor(), unroll="rmsprop")
     with pytest.raises(ValueError, match="meta_period must be >= 1"):
         HPL(make_regressor(), meta_period=0)
+
+
+def test_zero_unroll_learning_rate_is_respected():
+    """eta = 0 leaves W' = W, which does not depend on phi: zero hypergradient."""
+    x, y = linear_problem()
+    model = compiled(HPL, make_regressor(), unroll_learning_rate=0.0)
+    batch = make_batch(x, y)
+    grads, _ = model._hypergradient(batch, model.forward(batch))
+    assert all(np.all(g.numpy() == 0) for g in grads)

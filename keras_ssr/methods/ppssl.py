@@ -169,9 +169,9 @@ class PPSSL(SSRModel):
             terms,
         )
 
-    def apply_gradients(self, grads, variables):
+    def apply_gradients(self, grads, variables, terms=None):
         if self.lambda_mode != "adaptive":
-            return super().apply_gradients(grads, variables)
+            return super().apply_gradients(grads, variables, terms)
         self.optimizer.apply(grads[:-1], variables[:-1])
         self.update_lambda(grads[-1])
 

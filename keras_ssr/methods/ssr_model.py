@@ -84,8 +84,12 @@ class SSRModel(keras.Model):
             loss = terms["loss"] / _num_replicas()
         return tape.gradient(loss, variables), variables, terms
 
-    def apply_gradients(self, grads, variables):
-        """Applies `compute_gradients`' output (default: the compiled optimizer)."""
+    def apply_gradients(self, grads, variables, terms=None):
+        """Applies `compute_gradients`' output (default: the compiled optimizer).
+
+        `terms` is the step's loss-term dict, for methods whose update depends
+        on a flag computed with the gradients (HPL's meta step).
+        """
         self.optimizer.apply(grads, variables)
 
     def after_update(self, batch):
@@ -93,7 +97,7 @@ class SSRModel(keras.Model):
 
     def train_step(self, data):
         grads, variables, terms = self.compute_gradients(data)
-        self.apply_gradients(grads, variables)
+        self.apply_gradients(grads, variables, terms)
         self.after_update(data)
         self.track_losses(terms)
         x_l, y_l = data["labeled"]

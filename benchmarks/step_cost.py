@@ -1,11 +1,13 @@
-"""`python -m benchmarks.hpl_cost`: cost per training step of HPL vs PseudoLabel.
+"""`python -m benchmarks.step_cost`: cost per training step of HPL/L2I vs PseudoLabel.
 
 One process, the same model shapes and the same batches for every variant:
 California Housing, 5 % labels, the real three-stream `make_train_stream` with
 `TabularViews` (labeled batch 64, unlabeled batch 256, hold-out batch 64, the
 trainer's defaults). Variants: `pseudo_label` (the baseline, the HPL paper's
 "Baseline") and `hpl` with meta period 1 and 5 and an SGD or Adam unroll, each
-with `jit_compile` off and on, for a small and a wide MLP backbone.
+with `jit_compile` off and on, for a small and a wide MLP backbone. With
+`--suite l2i`: `l2i_v1` and `l2i_v2` (pseudo-label imputer) with a head-only and
+a full unroll instead.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
 train function is traced (and XLA-compiled) by warm-up steps, then rounds of
@@ -14,12 +16,19 @@ round, a backbone/jit group timed together) so that the noise of a shared VM
 hits every variant alike. Each timed block calls the compiled
 `model.train_function(iterator)` on an iterator over batches drawn once from
 the real stream and cached in memory (no augmentation in the timed loop), and
-ends by reading the loss with `.numpy()`. Reported: median ms/step over rounds
-and the median over rounds of the per-round ratio to `pseudo_label` of the same
-backbone and jit setting. With a meta period of 5 the step count of a block is
-a multiple of 5, so every block holds the same number of bilevel steps.
+ends by reading the loss with `.numpy()`. Blocks are short (default 20 rounds
+x 10 steps) because these VMs switch between two speeds (sometimes only one
+core's worth of CPU) every few seconds: the variants of a group are then timed
+within ~1-3 s of each other, and the median of per-round ratios ignores the
+rounds a switch fell into. Reported per variant: median and min wall ms/step,
+the median over rounds of the per-round ratio to `pseudo_label` of the same
+backbone and jit setting (and its interquartile range), the same for the
+process CPU time per step (`time.process_time`, which a throttled VM inflates
+less than wall time), and the number of ops in the traced step function. With
+a meta period of 5 the step count of a block is a multiple of 5, so every block
+holds the same number of bilevel steps.
 
-Memory (`--memory`, off by default, 2-3 min more): with oneDNN on (the default)
+Memory (`--memory`, off by default, about 1 min more): with oneDNN on (the default)
 `tf.config.experimental.get_memory_info("CPU:0")` reported 0 bytes live while
 the models' variables existed and a peak of 0 over graph-mode steps of a small
 MLP (only large buffers, e.g. XLA's, were counted), and RSS hardly moves after
@@ -30,8 +39,9 @@ variant with oneDNN off and TensorFlow's BFC allocator on CPU
 warm-up each model runs `--memory-steps` steps after `reset_memory_stats`:
 "step MB" is the peak minus the bytes live before (activations, gradients and
 temporaries of one step), "state MB" the model's variables plus its
-optimizers' slots. Kernels differ from the timed run (no oneDNN); the bytes a
-step allocates should not differ much.
+optimizers' slots. Kernels differ from the timed run (no oneDNN). With XLA the
+step peak is the same from run to run; without it, it moves by several MB
+between runs (the order in which the executor's threads run independent ops).
 
 `--breakdown` adds HPL ablations that locate the overhead of the bilevel step:
 `hpl_joint` (g_phi trained on the inner loss, no bilevel step),
@@ -41,7 +51,9 @@ features as hold-out features, i.e. without the extra backbone forward).
 
 Example:
 
-    python -m benchmarks.hpl_cost --rounds 7 --steps 50 --json hpl_cost.json
+    python -m benchmarks.step_cost --json hpl_cost.json
+    python -m benchmarks.step_cost --breakdown --hidden-units 256,128
+    python -m benchmarks.step_cost --memory --rounds 3
 """
 
 import argparse
@@ -60,14 +72,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from datasets import load_dataset  # noqa: E402
-from keras_ssr.bilevel.head_unroll import dense_apply, unroll_head  # noqa: E402
 from keras_ssr.data.split import SSRSplit  # noqa: E402
 from keras_ssr.data.streams import make_train_stream  # noqa: E402
 from keras_ssr.data.tabular_views import TabularViews  # noqa: E402
 from keras_ssr.data.target_scaler import TargetScaler  # noqa: E402
 from keras_ssr.methods.hpl import HPL  # noqa: E402
 from keras_ssr.methods.registry import get_method  # noqa: E402
-from keras_ssr.methods.ssr_model import _num_replicas  # noqa: E402
 from keras_ssr.models.mlp_backbone import MLPBackbone  # noqa: E402
 from keras_ssr.models.ssr_regressor import SSRRegressor  # noqa: E402
 
@@ -76,40 +86,32 @@ DEFAULT_BACKBONES = ((256, 128), (1024, 1024, 1024))
 # A meta period that is never reached after the warm-up: the bilevel branch is
 # traced (tf.cond, apply_if) but not taken.
 NEVER = 10**9
+# Freeing ~20 traced models (their functions leave TensorFlow's function
+# library one by one) took ~30 s here; `main` parks them here and the command
+# line entry point ends with `os._exit` instead of tearing them down.
+_LIVE = []
 
 
 class HPLNoHoldout(HPL):
     """HPL whose bilevel step re-uses the labeled batch as the hold-out batch.
 
-    Benchmark-only ablation: identical to `HPL._hypergradient` except that
-    `features_h` are the main step's labeled features (stop-gradient), so the
-    bilevel step costs no backbone forward: what is left is the head unroll,
-    g_phi and the phi update. Keep in sync with `HPL._hypergradient`.
+    Benchmark-only ablation: the outer batch is the main step's labeled
+    features (already computed), so the bilevel step costs no backbone forward:
+    what is left is the head unroll, g_phi and the phi update.
     """
 
-    def _hypergradient(self, batch, parts):
-        fixed = {k: keras.ops.stop_gradient(parts[k]) for k in parts if k != "z"}
-        y_l = batch["labeled"][1]
-        features_h, y_h = fixed["features_l"], y_l
-        phi = self.uncertainty_learner.trainable_weights
-        with tf.GradientTape() as outer:
-
-            def inner(params):
-                pred_l = dense_apply(fixed["features_l"], params)
-                r = dense_apply(fixed["features_s"], params)
-                z = self.log_variance(r, fixed["yhat"])
-                return self.inner_loss(y_l, pred_l, fixed["yhat"], r, z, fixed["lam"])
-
-            new_params, _ = unroll_head(
-                self.head_params(), inner, **self._unroll_args()
-            )
-            outer_loss = self.outer_loss(features_h, y_h, new_params)
-        grads = outer.gradient(outer_loss, phi)
-        return [g / _num_replicas() for g in grads], outer_loss
+    def holdout_features(self, batch, parts):
+        return parts["features_l"], batch["labeled"][1]
 
 
-def variant_specs(breakdown=False):
+def variant_specs(breakdown=False, suite="hpl"):
     """`(label, constructor, kwargs)` of every variant, the baseline first."""
+    if suite == "l2i":
+        return [(BASELINE, get_method(BASELINE), {})] + [
+            (f"{name}_{unroll}", get_method(name), {"unroll": unroll})
+            for name in ("l2i_v1", "l2i_v2")
+            for unroll in ("head", "full")
+        ]
     hpl = get_method("hpl")
     specs = [(BASELINE, get_method(BASELINE), {})]
     for period in (1, 5):
@@ -134,20 +136,20 @@ def parse_hidden_units(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.hpl_cost",
+        prog="python -m benchmarks.step_cost",
         description="Cost per training step of HPL against PseudoLabel.",
     )
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds")
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds")
     parser.add_argument(
-        "--steps", type=int, default=50, help="steps per variant per round"
+        "--steps", type=int, default=10, help="steps per variant per round"
     )
     parser.add_argument(
-        "--warmup", type=int, default=10, help="untimed steps (trace/compile)"
+        "--warmup", type=int, default=5, help="untimed steps (trace/compile)"
     )
     parser.add_argument(
         "--cached-batches",
         type=int,
-        default=10,
+        default=5,
         help="batches drawn from the real stream and cycled in the timed loop",
     )
     parser.add_argument(
@@ -162,6 +164,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="add HPL ablations (see docstring)"
+    )
+    parser.add_argument(
+        "--suite",
+        choices=("hpl", "l2i"),
+        default="hpl",
+        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls",
     )
     parser.add_argument(
         "--memory",
@@ -299,7 +307,7 @@ def build_all(args, log=print):
     for hidden_units in args.hidden_units:
         for jit in jits:
             group = groups.setdefault((hidden_units, jit), {})
-            for label, constructor, kwargs in variant_specs(args.breakdown):
+            for label, constructor, kwargs in variant_specs(args.breakdown, args.suite):
                 model = build(
                     constructor,
                     kwargs,
@@ -313,7 +321,7 @@ def build_all(args, log=print):
                 iterator = iter(dataset)
                 tic = time.perf_counter()
                 run_steps(model, iterator, args.warmup)  # trace / XLA-compile
-                entry = {"model": model, "iterator": iterator, "ms": []}
+                entry = {"model": model, "iterator": iterator, "ms": [], "cpu_ms": []}
                 entry["warmup_s"] = time.perf_counter() - tic
                 entry["graph_ops"] = graph_ops(model, iterator)
                 group[label] = entry
@@ -348,15 +356,18 @@ def time_rounds(groups, args, log=print):
             labels = list(group)
             for v in rng.permutation(len(labels)):
                 entry = group[labels[v]]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 run_steps(entry["model"], entry["iterator"], args.steps)
-                entry["ms"].append((time.perf_counter() - t0) * 1e3 / args.steps)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                entry["ms"].append(wall * 1e3 / args.steps)
+                entry["cpu_ms"].append(cpu * 1e3 / args.steps)
         log(f"round {round_index + 1}/{args.rounds}: {time.perf_counter() - tic:.1f} s")
 
 
 def memory_child(args):
     """Runs in the child process of `--memory`: prints bytes per variant."""
     groups = build_all(args, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    _LIVE.append(groups)
     out = {}
     for (hidden_units, jit), group in groups.items():
         for label, entry in group.items():
@@ -374,7 +385,7 @@ def measure_memory(argv):
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (os.getcwd(), env.get("PYTHONPATH")) if p
     )
-    command = [sys.executable, "-m", "benchmarks.hpl_cost", *argv, "--memory-child"]
+    command = [sys.executable, "-m", "benchmarks.step_cost", *argv, "--memory-child"]
     done = subprocess.run(
         command, env=env, stdout=subprocess.PIPE, text=True, check=True
     )
@@ -392,6 +403,7 @@ def main(argv=None):
         return None
     start = time.perf_counter()
     groups = build_all(args, log=lambda *a: print(*a, flush=True))
+    _LIVE.append(groups)
     time_rounds(groups, args, log=lambda *a: print(*a, flush=True))
     memory = None
     if args.memory:
@@ -405,7 +417,11 @@ def main(argv=None):
     print(
         f"\n{args.rounds} rounds x {args.steps} steps, labeled/unlabeled/hold-out "
         f"batch {args.labeled_batch_size}/{args.unlabeled_batch_size}/"
-        f"{args.labeled_batch_size}, {os.cpu_count()} CPU, {elapsed:.0f} s total"
+        f"{args.labeled_batch_size}, {os.cpu_count()} CPU, {elapsed:.0f} s total.\n"
+        "ms/step, min: wall time per step (median, best round); vs PL: median of "
+        "per-round ratios to pseudo_label (same backbone and jit), IQR its "
+        "quartiles;\ncpu ms, cpu vs PL: the same with process CPU time, steadier "
+        "when the VM is throttled; ops: nodes of the traced step function."
     )
     if args.json:
         save_json(args, rows, elapsed)
@@ -416,9 +432,11 @@ def summarise(groups, memory=None):
     rows = []
     for (hidden_units, jit), group in groups.items():
         base = np.asarray(group[BASELINE]["ms"])
+        base_cpu = np.asarray(group[BASELINE]["cpu_ms"])
         for label, entry in group.items():
             ms = np.asarray(entry["ms"])
             ratios = ms / base
+            cpu_ratios = np.asarray(entry["cpu_ms"]) / base_cpu
             row = {
                 "variant": label,
                 "backbone": list(hidden_units),
@@ -429,6 +447,11 @@ def summarise(groups, memory=None):
                 "ratio_per_round": ratios.tolist(),
                 "ratio_median": float(np.median(ratios)),
                 "ratio_of_medians": float(np.median(ms) / np.median(base)),
+                "ratio_of_mins": float(np.min(ms) / np.min(base)),
+                "cpu_ms_per_step": entry["cpu_ms"],
+                "cpu_ms_median": float(np.median(entry["cpu_ms"])),
+                "cpu_ratio_per_round": cpu_ratios.tolist(),
+                "cpu_ratio_median": float(np.median(cpu_ratios)),
                 "warmup_s": entry["warmup_s"],
                 "graph_ops": entry["graph_ops"],
             }
@@ -439,7 +462,18 @@ def summarise(groups, memory=None):
 
 
 def format_table(rows, memory=True):
-    header = ["variant", "backbone", "jit", "ms/step", "min", "vs PL", "IQR", "ops"]
+    header = [
+        "variant",
+        "backbone",
+        "jit",
+        "ms/step",
+        "min",
+        "vs PL",
+        "IQR",
+        "cpu ms",
+        "cpu vs PL",
+        "ops",
+    ]
     if memory:
         header += ["step MB", "state MB"]
     lines = []
@@ -453,6 +487,8 @@ def format_table(rows, memory=True):
             f"{row['ms_min']:.2f}",
             f"{row['ratio_median']:.3f}x",
             f"{q1:.2f}-{q3:.2f}",
+            f"{row['cpu_ms_median']:.2f}",
+            f"{row['cpu_ratio_median']:.3f}x",
             str(row["graph_ops"]),
         ]
         if memory:
@@ -504,3 +540,6 @@ def _backbone(hidden_units):
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip the slow teardown of the models (see `_LIVE`)
