@@ -180,3 +180,17 @@ def test_l2i_cli_flags_reach_the_model(tmp_path):
     assert main(argv) == 0
     records = json.load(open(os.path.join(out, "l", "results.json")))["records"]
     assert [r["method"] for r in records] == ["l2i_v1", "l2i_v2"]
+
+
+def test_holdout_fraction_sets_aside_a_disjoint_split():
+    from trainers.experiment import holdout_split
+
+    labeled = np.arange(100, 140)
+    rows, holdout = holdout_split(labeled, 0.25, seed=0)
+    assert len(holdout) == 10 and len(rows) == 30
+    assert set(rows).isdisjoint(holdout) and set(rows) | set(holdout) == set(labeled)
+    assert holdout_split(labeled, 0.0, seed=0) == (labeled, None)
+    with pytest.raises(ValueError, match="leaves no labeled rows"):
+        holdout_split(labeled[:1], 0.5, seed=0)
+    config = parse_args(["--holdout-fraction", "0.2", "--imputer", "mean_teacher"])
+    assert config.holdout_fraction == 0.2 and config.l2i_imputer == "mean_teacher"

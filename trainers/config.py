@@ -45,6 +45,7 @@ class RunConfig:
     l2i_unroll_learning_rate: float | None = None
     imputation_learning_rate: float = 1.0
     l2i_tanh_unlabeled: bool = False
+    holdout_fraction: float = 0.0
     benchmark_mode: bool = False
     validation_ratio: float = 0.1
     test_ratio: float = 0.2

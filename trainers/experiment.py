@@ -158,14 +158,38 @@ def _views(data, split, config):
 
 
 def _train_stream(data, split, scaler, views, config, seed):
+    labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
+
+    def rows(index):
+        return data.x[index], scaler.transform(data.y[index])
+
     return make_train_stream(
-        (data.x[split.labeled], scaler.transform(data.y[split.labeled])),
+        rows(labeled),
         data.x[split.unlabeled],
         views,
         labeled_batch_size=config.batch_size,
         unlabeled_batch_size=config.unlabeled_batch_size,
+        holdout=None if holdout is None else rows(holdout),
         seed=seed,
     )
+
+
+def holdout_split(labeled, fraction, seed):
+    """`(labeled rows, hold-out rows)`: with `fraction` 0 the hold-out stream
+    samples the labeled rows independently (`None`); otherwise that fraction of
+    the labeled rows is set aside as a separate hold-out split."""
+    if not fraction:
+        return labeled, None
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout_fraction={fraction} must be in [0, 1).")
+    count = max(1, int(round(fraction * len(labeled))))
+    if count >= len(labeled):
+        raise ValueError(
+            f"holdout_fraction={fraction} leaves no labeled rows out of "
+            f"{len(labeled)}: use a smaller --holdout-fraction or more labels."
+        )
+    order = np.random.default_rng(seed + 1).permutation(labeled)
+    return np.sort(order[count:]), np.sort(order[:count])
 
 
 def _callbacks(checkpoint, tensorboard_dir):

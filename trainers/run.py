@@ -115,6 +115,13 @@ def parse_args(argv=None):
     _add_hpl_flags(parser, defaults)
     _add_l2i_flags(parser, defaults)
     add(
+        "--holdout-fraction",
+        type=float,
+        default=defaults.holdout_fraction,
+        help="0: hold-out batches resample the labeled rows; >0: set this "
+        "fraction of labeled rows aside as a separate hold-out split (HPL, L2I)",
+    )
+    add(
         "--benchmark-mode",
         action="store_true",
         help="give diagnostics (not training) the unlabeled ground truth",
@@ -203,6 +210,7 @@ def _add_l2i_flags(parser, defaults):
     add = l2i.add_argument
     add(
         "--l2i-imputer",
+        "--imputer",
         choices=("pseudo_label", "mean_teacher"),
         default=defaults.l2i_imputer,
         help="psi: the imputing function",
