@@ -194,3 +194,24 @@ def test_holdout_fraction_sets_aside_a_disjoint_split():
         holdout_split(labeled[:1], 0.5, seed=0)
     config = parse_args(["--holdout-fraction", "0.2", "--imputer", "mean_teacher"])
     assert config.holdout_fraction == 0.2 and config.l2i_imputer == "mean_teacher"
+
+
+def test_hpl_flags_reach_the_model_kwargs():
+    from trainers.experiment import method_kwargs
+
+    config = parse_args(
+        ["--unroll", "adam", "--meta-period", "5", "--hpl-loss-form", "paper",
+         "--uncertainty-input", "paper", "--log-variance-range", "-3,4",
+         "--head-learning-rate", "0.01", "--outer-log-variance-weight", "0.1",
+         "--meta-learning-rate", "0.002", "--unroll-learning-rate", "0.05",
+         "--rampup-fraction", "0.5", "--epochs", "4"]
+    )  # fmt: skip
+    kwargs = method_kwargs("hpl", config, steps=10)
+    assert kwargs == {
+        "unlabeled_weight": 0.3, "rampup_steps": 20, "unroll": "adam",
+        "unroll_learning_rate": 0.05, "meta_period": 5, "meta_learning_rate": 0.002,
+        "outer_log_variance_weight": 0.1, "loss_form": "paper", "input_form": "paper",
+        "log_variance_range": (-3.0, 4.0), "head_learning_rate": 0.01,
+    }  # fmt: skip
+    assert method_kwargs("supervised", config, steps=10) == {}
+    assert method_kwargs("mean_teacher", config, steps=10)["ema_decay"] == 0.99

@@ -72,6 +72,35 @@ def build_model(method, config, data, split, steps):
     return model, scaler
 
 
+# Method constructor argument -> `RunConfig` field, per method family.
+_HPL_ARGS = {
+    "unroll": "unroll",
+    "unroll_learning_rate": "unroll_learning_rate",
+    "meta_period": "meta_period",
+    "meta_learning_rate": "meta_learning_rate",
+    "outer_log_variance_weight": "outer_log_variance_weight",
+    "loss_form": "hpl_loss_form",
+    "input_form": "uncertainty_input",
+    "log_variance_range": "log_variance_range",
+    "head_learning_rate": "head_learning_rate",
+}
+_L2I_ARGS = {
+    "imputer": "l2i_imputer",
+    "unroll": "l2i_unroll",
+    "unroll_learning_rate": "l2i_unroll_learning_rate",
+    "imputation_learning_rate": "imputation_learning_rate",
+    "tanh_unlabeled": "l2i_tanh_unlabeled",
+    "ema_decay": "ema_decay",
+}
+_METHOD_ARGS = {
+    "mean_teacher": {"ema_decay": "ema_decay"},
+    "hpl": _HPL_ARGS,
+    "hpl_joint": _HPL_ARGS,
+    "l2i_v1": _L2I_ARGS,
+    "l2i_v2": _L2I_ARGS,
+}
+
+
 def method_kwargs(name, config, steps):
     """Constructor arguments of a method, from the run configuration."""
     if name == "supervised":
@@ -80,29 +109,8 @@ def method_kwargs(name, config, steps):
         "unlabeled_weight": config.unlabeled_weight,
         "rampup_steps": int(config.rampup_fraction * config.epochs * steps),
     }
-    if name == "mean_teacher":
-        kwargs["ema_decay"] = config.ema_decay
-    if name in ("hpl", "hpl_joint"):
-        kwargs.update(
-            unroll=config.unroll,
-            unroll_learning_rate=config.unroll_learning_rate,
-            meta_period=config.meta_period,
-            meta_learning_rate=config.meta_learning_rate,
-            outer_log_variance_weight=config.outer_log_variance_weight,
-            loss_form=config.hpl_loss_form,
-            input_form=config.uncertainty_input,
-            log_variance_range=config.log_variance_range,
-            head_learning_rate=config.head_learning_rate,
-        )
-    if name in ("l2i_v1", "l2i_v2"):
-        kwargs.update(
-            imputer=config.l2i_imputer,
-            unroll=config.l2i_unroll,
-            unroll_learning_rate=config.l2i_unroll_learning_rate,
-            imputation_learning_rate=config.imputation_learning_rate,
-            tanh_unlabeled=config.l2i_tanh_unlabeled,
-            ema_decay=config.ema_decay,
-        )
+    for arg, field in _METHOD_ARGS.get(name, {}).items():
+        kwargs[arg] = getattr(config, field)
     return kwargs
 
 
