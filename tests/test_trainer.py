@@ -152,7 +152,7 @@ def test_hpl_cli_on_synthetic_data_with_diagnostics(tmp_path):
     [
         (["--meta-period", "0"], "--meta-period 0 must be >= 1"),
         (["--unroll", "lbfgs"], "invalid choice: 'lbfgs'"),
-        (["--log-variance-range", "5,1"], "low must be < high"),
+        (["--log-variance-range=5,1"], "low must be < high"),
     ],
 )
 def test_bad_hpl_flags(argv, message, capsys):
@@ -201,7 +201,7 @@ def test_hpl_flags_reach_the_model_kwargs():
 
     config = parse_args(
         ["--unroll", "adam", "--meta-period", "5", "--hpl-loss-form", "paper",
-         "--uncertainty-input", "paper", "--log-variance-range", "-3,4",
+         "--uncertainty-input", "paper", "--log-variance-range=-3,4",
          "--head-learning-rate", "0.01", "--outer-log-variance-weight", "0.1",
          "--meta-learning-rate", "0.002", "--unroll-learning-rate", "0.05",
          "--rampup-fraction", "0.5", "--epochs", "4"]

@@ -196,7 +196,11 @@ def _add_hpl_flags(parser, defaults):
         default=defaults.uncertainty_input,
         help="g_phi input: reference [r - yhat, r] or paper (r, yhat)",
     )
-    add("--log-variance-range", default="-10,10", help="clamp of z = log sigma^2")
+    add(
+        "--log-variance-range",
+        default="-10,10",
+        help="clamp of z = log sigma^2, as low,high (write --log-variance-range=-5,5)",
+    )
     add(
         "--head-learning-rate",
         type=float,
