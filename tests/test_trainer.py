@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from trainers import run as run_module
 from trainers.run import main, parse_args
@@ -215,3 +216,41 @@ def test_hpl_flags_reach_the_model_kwargs():
     }  # fmt: skip
     assert method_kwargs("supervised", config, steps=10) == {}
     assert method_kwargs("mean_teacher", config, steps=10)["ema_decay"] == 0.99
+
+
+def test_prediction_powered_methods_from_the_cli(tmp_path):
+    out = str(tmp_path / "runs")
+    argv = FAST + [
+        "--methods", "only_labeled,ssl,ppi_fixed,ppi_closed_form,ppssl",
+        "--pretrain-size", "200", "--ppi-lambda", "0.5",
+        "--output-dir", out, "--export-dir", str(tmp_path / "sm"), "--run-name", "p",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    records = json.load(open(os.path.join(out, "p", "results.json")))["records"]
+    assert len(records) == 5 and all(r["test_mae"] > 0 for r in records)
+    for method in ("ppi_fixed", "ppssl"):
+        train = os.path.join(out, "p", "tensorboard", method, "seed_0", "train")
+        tags = set()
+        for path in glob.glob(os.path.join(train, "events.out.tfevents.*")):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                tags |= {v.tag for v in event.summary.value}
+        assert "epoch_lambda" in tags
+
+
+def test_teacher_pretrain_rows_leave_the_unlabeled_set():
+    from datasets import load_dataset
+    from trainers.experiment import make_split
+    from trainers.teacher_setup import prepare_teacher
+
+    data = load_dataset("california_housing")
+    config = parse_args(["--pretrain-size", "300"])
+    split = make_split(data, config, 0, "ppssl")
+    teacher, reduced = prepare_teacher("ppssl", data, split, config, seed=0)
+    assert len(reduced.unlabeled) == len(split.unlabeled) - 300
+    assert set(reduced.unlabeled) < set(split.unlabeled)
+    np.testing.assert_array_equal(reduced.labeled, split.labeled)
+    assert teacher.predict(data.x[:5]).shape[0] == 5
+    assert prepare_teacher("hpl", data, split, config, 0) == (None, split)
+    config = parse_args(["--pretrain-size", "0"])
+    with pytest.raises(ValueError, match="--pretrain-size 0 must be in"):
+        prepare_teacher("ssl", data, split, config, seed=0)

@@ -46,6 +46,11 @@ class RunConfig:
     imputation_learning_rate: float = 1.0
     l2i_tanh_unlabeled: bool = False
     holdout_fraction: float = 0.0
+    teacher: str = "linear_pretrain"
+    pretrain_size: int = 500
+    ppi_lambda: float | None = None
+    lambda_diameter: float = 1.0
+    closed_form_at: str = "ppi"
     benchmark_mode: bool = False
     validation_ratio: float = 0.1
     test_ratio: float = 0.2

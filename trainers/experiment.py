@@ -17,6 +17,7 @@ from keras_ssr.methods.registry import get_method
 from keras_ssr.methods.ssr_model import METRIC_NAMES
 from keras_ssr.models.mlp_backbone import MLPBackbone
 from keras_ssr.models.ssr_regressor import SSRRegressor
+from trainers.teacher_setup import prepare_teacher
 
 # "fully_supervised" trains `Supervised` with every training label: the upper bound.
 FULLY_SUPERVISED = "fully_supervised"
@@ -92,7 +93,10 @@ _L2I_ARGS = {
     "tanh_unlabeled": "l2i_tanh_unlabeled",
     "ema_decay": "ema_decay",
 }
+_PPI_ARGS = {"lambda_value": "ppi_lambda", "lambda_diameter": "lambda_diameter"}
 _METHOD_ARGS = {
+    "ppssl": _PPI_ARGS,
+    "ppi_fixed": _PPI_ARGS,
     "mean_teacher": {"ema_decay": "ema_decay"},
     "hpl": _HPL_ARGS,
     "hpl_joint": _HPL_ARGS,
@@ -105,9 +109,10 @@ def method_kwargs(name, config, steps):
     """Constructor arguments of a method, from the run configuration."""
     if name == "supervised":
         return {}
+    ramp = name not in ("ppssl", "ppi_fixed", "ppi_closed_form", "only_labeled")
     kwargs = {
         "unlabeled_weight": config.unlabeled_weight,
-        "rampup_steps": int(config.rampup_fraction * config.epochs * steps),
+        "rampup_steps": int(ramp * config.rampup_fraction * config.epochs * steps),
     }
     for arg, field in _METHOD_ARGS.get(name, {}).items():
         kwargs[arg] = getattr(config, field)
@@ -118,6 +123,7 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     """Trains `method` on `seed`'s split, restores its best epoch, tests it."""
     keras.utils.set_random_seed(seed)
     split = make_split(data, config, seed, method)
+    teacher, split = prepare_teacher(method, data, split, config, seed)
     tag = os.path.join(method, f"seed_{seed}")
     steps = config.steps_per_epoch or steps_per_epoch(
         len(split.labeled),
@@ -127,8 +133,9 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
     with strategy.scope():
         model, scaler = build_model(method, config, data, split, steps)
-    views = _views(data, split, config)
-    stream = _train_stream(data, split, scaler, views, config, seed)
+    # Prediction-powered gradients need the unlabeled rows unaugmented.
+    views = _views(data, split, config, unaugmented=teacher is not None)
+    stream = _train_stream(data, split, scaler, views, config, seed, teacher, model)
     validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
     checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
     tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
@@ -156,21 +163,32 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
 
 
-def _views(data, split, config):
+def _views(data, split, config, unaugmented=False):
     return TabularViews.fit(
         data.x[split.train],
-        weak_noise=config.weak_noise,
+        weak_noise=0.0 if unaugmented else config.weak_noise,
         strong_noise=config.strong_noise,
         strong_dropout=config.strong_dropout,
     )
 
 
-def _train_stream(data, split, scaler, views, config, seed):
+def _train_stream(data, split, scaler, views, config, seed, teacher, model):
     labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
 
     def rows(index):
         return data.x[index], scaler.transform(data.y[index])
 
+    teacher_labels = None
+    if teacher is not None:
+        teacher_labels = tuple(
+            teacher.standardized_labels(data.x[index], scaler)
+            for index in (labeled, split.unlabeled)
+        )
+        if getattr(model, "lambda_mode", None) == "closed_form":
+            model.calibrate_lambda(
+                rows(labeled), *teacher_labels[:1], data.x[split.unlabeled],
+                teacher_labels[1], at=config.closed_form_at,
+            )  # fmt: skip
     return make_train_stream(
         rows(labeled),
         data.x[split.unlabeled],
@@ -178,6 +196,7 @@ def _train_stream(data, split, scaler, views, config, seed):
         labeled_batch_size=config.batch_size,
         unlabeled_batch_size=config.unlabeled_batch_size,
         holdout=None if holdout is None else rows(holdout),
+        teacher=teacher_labels,
         seed=seed,
     )
 

@@ -114,6 +114,7 @@ def parse_args(argv=None):
     )
     _add_hpl_flags(parser, defaults)
     _add_l2i_flags(parser, defaults)
+    _add_ppi_flags(parser, defaults)
     add(
         "--holdout-fraction",
         type=float,
@@ -241,6 +242,38 @@ def _add_l2i_flags(parser, defaults):
         "--l2i-tanh-unlabeled",
         action="store_true",
         help="V2 reference form: tanh on both sides of the unlabeled loss",
+    )
+
+
+def _add_ppi_flags(parser, defaults):
+    ppi = parser.add_argument_group(
+        "PP-SSL (methods ppssl, ppi_fixed, ppi_closed_form, ssl, only_labeled)"
+    )
+    add = ppi.add_argument
+    add(
+        "--teacher",
+        default=defaults.teacher,
+        help="linear_pretrain (least squares on --pretrain-size unlabeled rows, "
+        "removed from the unlabeled set) or a SavedModel / .keras path",
+    )
+    add("--pretrain-size", type=int, default=defaults.pretrain_size)
+    add(
+        "--ppi-lambda",
+        type=float,
+        default=None,
+        help="lambda of ppi_fixed (default 1: plain PPI)",
+    )
+    add(
+        "--lambda-diameter",
+        type=float,
+        default=defaults.lambda_diameter,
+        help="D of PP-SSL's AdaGrad lambda step (eq. 12)",
+    )
+    add(
+        "--closed-form-at",
+        choices=("ppi", "supervised", "current"),
+        default=defaults.closed_form_at,
+        help="where ppi_closed_form evaluates the PPI++ closed form",
     )
 
 

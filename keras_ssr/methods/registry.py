@@ -5,6 +5,7 @@ import functools
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.mean_teacher import MeanTeacher
+from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.supervised import Supervised
 
@@ -17,6 +18,12 @@ METHODS = {
     "hpl_joint": functools.partial(HPL, bilevel=False),
     "l2i_v1": functools.partial(L2I, variant="v1"),
     "l2i_v2": functools.partial(L2I, variant="v2"),
+    # Prediction-powered methods: they need a fixed teacher (see the trainer).
+    "ppssl": PPSSL,
+    "ppi_fixed": functools.partial(PPSSL, lambda_mode="fixed"),
+    "ppi_closed_form": functools.partial(PPSSL, lambda_mode="closed_form"),
+    "ssl": functools.partial(PPSSL, lambda_mode="ssl"),
+    "only_labeled": functools.partial(PPSSL, lambda_mode="only_labeled"),
 }
 
 
