@@ -133,9 +133,7 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
     with strategy.scope():
         model, scaler = build_model(method, config, data, split, steps)
-    # Prediction-powered gradients need the unlabeled rows unaugmented.
-    views = _views(data, split, config, unaugmented=teacher is not None)
-    stream = _train_stream(data, split, scaler, views, config, seed, teacher, model)
+    stream, views = _train_stream(model, data, split, scaler, teacher, config, seed)
     validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
     checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
     tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
@@ -172,32 +170,51 @@ def _views(data, split, config, unaugmented=False):
     )
 
 
-def _train_stream(data, split, scaler, views, config, seed, teacher, model):
+def _rows(data, scaler, index):
+    """Raw features and standardised targets of the rows `index`."""
+    return data.x[index], scaler.transform(data.y[index])
+
+
+def _teacher_labels(teacher, data, scaler, labeled, unlabeled):
+    """The teacher's standardised predictions on both sets, once (or `None`)."""
+    if teacher is None:
+        return None
+    return tuple(
+        teacher.standardized_labels(data.x[rows], scaler)
+        for rows in (labeled, unlabeled)
+    )
+
+
+def _train_stream(model, data, split, scaler, teacher, config, seed):
+    """The three-stream training pipeline (with teacher labels) and its views."""
+    # Prediction-powered gradients need the unlabeled rows unaugmented.
+    views = _views(data, split, config, unaugmented=teacher is not None)
     labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
-
-    def rows(index):
-        return data.x[index], scaler.transform(data.y[index])
-
-    teacher_labels = None
-    if teacher is not None:
-        teacher_labels = tuple(
-            teacher.standardized_labels(data.x[index], scaler)
-            for index in (labeled, split.unlabeled)
-        )
-        if getattr(model, "lambda_mode", None) == "closed_form":
-            model.calibrate_lambda(
-                rows(labeled), *teacher_labels[:1], data.x[split.unlabeled],
-                teacher_labels[1], at=config.closed_form_at,
-            )  # fmt: skip
-    return make_train_stream(
-        rows(labeled),
+    labels = _teacher_labels(teacher, data, scaler, labeled, split.unlabeled)
+    _calibrate(model, data, scaler, labeled, split.unlabeled, labels, config)
+    stream = make_train_stream(
+        _rows(data, scaler, labeled),
         data.x[split.unlabeled],
         views,
         labeled_batch_size=config.batch_size,
         unlabeled_batch_size=config.unlabeled_batch_size,
-        holdout=None if holdout is None else rows(holdout),
-        teacher=teacher_labels,
+        holdout=None if holdout is None else _rows(data, scaler, holdout),
+        teacher=labels,
         seed=seed,
+    )
+    return stream, views
+
+
+def _calibrate(model, data, scaler, labeled, unlabeled, labels, config):
+    """Sets `ppi_closed_form`'s lambda from the PPI++ closed form, before fit."""
+    if getattr(model, "lambda_mode", None) != "closed_form":
+        return
+    model.calibrate_lambda(
+        _rows(data, scaler, labeled),
+        labels[0],
+        data.x[unlabeled],
+        labels[1],
+        at=config.closed_form_at,
     )
 
 
