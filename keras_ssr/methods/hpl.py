@@ -11,7 +11,7 @@ from keras_ssr.losses.heteroscedastic_loss import (
 )
 from keras_ssr.methods.conditional_apply import apply_if
 from keras_ssr.methods.pseudo_label import PseudoLabel
-from keras_ssr.methods.ssr_model import _num_replicas
+from keras_ssr.methods.ssr_model import check_choice, num_replicas
 from keras_ssr.models.uncertainty_learner import UncertaintyLearner
 
 UNROLLS = ("sgd", "adam")
@@ -97,8 +97,8 @@ class HPL(PseudoLabel):
         **kwargs,
     ):
         super().__init__(regressor, **kwargs)
-        _check_choice("unroll", unroll, UNROLLS)
-        _check_choice("loss_form", loss_form, LOSS_FORMS)
+        check_choice("unroll", unroll, UNROLLS)
+        check_choice("loss_form", loss_form, LOSS_FORMS)
         if int(meta_period) < 1:
             raise ValueError(f"meta_period must be >= 1, got {meta_period}.")
         self.bilevel = bool(bilevel)
@@ -195,7 +195,7 @@ class HPL(PseudoLabel):
         with tf.GradientTape() as tape:
             parts = self.forward(batch)
             terms = self._terms(batch, parts)
-            loss = terms["loss"] / _num_replicas()
+            loss = terms["loss"] / num_replicas()
         grads = tape.gradient(loss, theta + head + joint)
         if self.bilevel:
             is_meta = self.is_meta_step()
@@ -270,7 +270,7 @@ class HPL(PseudoLabel):
             )
             outer_loss = self.outer_loss(features_h, y_h, new_params)
         grads = outer.gradient(outer_loss, phi)
-        return [g / _num_replicas() for g in grads], outer_loss
+        return [g / num_replicas() for g in grads], outer_loss
 
     def holdout_features(self, batch, parts):
         """`(features, targets)` of the outer batch: the hold-out stream, with
@@ -317,8 +317,3 @@ class HPL(PseudoLabel):
             head_learning_rate=self.head_learning_rate,
         )
         return config
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")

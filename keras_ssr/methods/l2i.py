@@ -11,7 +11,7 @@ from keras_ssr.bilevel.head_unroll import (
 )
 from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.pseudo_label import PseudoLabel
-from keras_ssr.methods.ssr_model import _num_replicas, mse
+from keras_ssr.methods.ssr_model import check_choice, mse, num_replicas
 
 VARIANTS = ("v1", "v2")
 IMPUTERS = ("pseudo_label", "mean_teacher")
@@ -98,9 +98,9 @@ class L2I(MeanTeacher):
         ema_decay=0.999,
         **kwargs,
     ):
-        _check_choice("variant", variant, VARIANTS)
-        _check_choice("imputer", imputer, IMPUTERS)
-        _check_choice("unroll", unroll, UNROLLS)
+        check_choice("variant", variant, VARIANTS)
+        check_choice("imputer", imputer, IMPUTERS)
+        check_choice("unroll", unroll, UNROLLS)
         if imputer == "mean_teacher":
             MeanTeacher.__init__(self, regressor, ema_decay=ema_decay, **kwargs)
         else:  # no teacher to build, save or update
@@ -246,7 +246,7 @@ class L2I(MeanTeacher):
             hyper.watch(z)
             holdout_loss = self.unrolled_holdout_loss(batch, parts, z)
         grad = hyper.gradient(holdout_loss, z)
-        return grad / keras.ops.cast(_num_replicas(), grad.dtype), holdout_loss
+        return grad / keras.ops.cast(num_replicas(), grad.dtype), holdout_loss
 
     def _terms(self, batch, parts, imputation_grad):
         target = parts["target"]
@@ -277,7 +277,7 @@ class L2I(MeanTeacher):
         with tf.GradientTape() as tape:
             tape.watch(predictions)
             terms = self._terms(batch, parts, imputation_grad)
-            loss = terms["loss"] / _num_replicas()
+            loss = terms["loss"] / num_replicas()
         outputs = predictions
         upstream = tape.gradient(loss, predictions)
         if self.variant == "v2":
@@ -305,8 +305,3 @@ class L2I(MeanTeacher):
             tanh_unlabeled=self.tanh_unlabeled,
         )
         return config
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ssr.methods.ssr_model import SSRModel, _num_replicas, mse
+from keras_ssr.methods.ssr_model import SSRModel, check_choice, mse, num_replicas
 
 LAMBDA_MODES = ("adaptive", "fixed", "closed_form", "ssl", "only_labeled")
 CLOSED_FORM_POINTS = ("ppi", "supervised", "current")
@@ -86,10 +86,7 @@ class PPSSL(SSRModel):
         **kwargs,
     ):
         super().__init__(regressor, **kwargs)
-        if lambda_mode not in LAMBDA_MODES:
-            raise ValueError(
-                f"lambda_mode must be one of {LAMBDA_MODES}, got {lambda_mode!r}."
-            )
+        check_choice("lambda_mode", lambda_mode, LAMBDA_MODES)
         self.lambda_mode = lambda_mode
         self.lambda_value = _initial_lambda(lambda_mode, lambda_value)
         self.lambda_diameter = float(lambda_diameter)
@@ -154,7 +151,7 @@ class PPSSL(SSRModel):
         variables = self.trainable_weights_to_update()
         with tf.GradientTape(persistent=True) as tape:
             terms = self.compute_losses(batch)
-            scale = 1.0 / _num_replicas()
+            scale = 1.0 / num_replicas()
             labeled = terms["labeled_loss"] * scale
             correction = self._unlabeled_part(terms) * scale
         g_l = _zeros_for_none(tape.gradient(labeled, variables), variables)

@@ -81,7 +81,7 @@ class SSRModel(keras.Model):
         variables = self.trainable_weights_to_update()
         with tf.GradientTape() as tape:
             terms = self.compute_losses(batch)
-            loss = terms["loss"] / _num_replicas()
+            loss = terms["loss"] / num_replicas()
         return tape.gradient(loss, variables), variables, terms
 
     def apply_gradients(self, grads, variables, terms=None):
@@ -168,8 +168,22 @@ def mse(y_true, y_pred):
     return keras.ops.mean(keras.ops.square(y_true - y_pred))
 
 
-def _num_replicas():
+def num_replicas():
+    """Replicas of the current `tf.distribute` strategy (1 without one)."""
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-__all__ = ["SSRModel", "SSRRegressor", "mse", "METRIC_NAMES"]
+def check_choice(name, value, choices):
+    """Raises a `ValueError` naming the valid `choices` if `value` is not one."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+__all__ = [
+    "SSRModel",
+    "SSRRegressor",
+    "check_choice",
+    "mse",
+    "num_replicas",
+    "METRIC_NAMES",
+]
