@@ -54,3 +54,13 @@ def batch64(seed=0, d=3, n_u=10):
         ),
         "holdout": pair(7),
     }
+
+
+def central_difference(loss_at, flat, index, eps=1e-6):
+    """`(loss(flat + eps e_i) - loss(flat - eps e_i)) / (2 eps)` for a flat array."""
+    bumped = []
+    for sign in (1, -1):
+        values = flat.copy()
+        values[index] += sign * eps
+        bumped.append(loss_at(values))
+    return (bumped[0] - bumped[1]) / (2 * eps)
