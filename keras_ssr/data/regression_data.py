@@ -1,4 +1,4 @@
-"""`RegressionData`: the in-memory form every tabular dataset loader returns."""
+"""`RegressionData`: the in-memory form every dataset loader returns."""
 
 import dataclasses
 
@@ -7,17 +7,27 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class RegressionData:
-    """Features, continuous targets and (optionally) a group id per row.
+    """Inputs, continuous targets and (optionally) groups and a fixed split.
 
     Args:
-        x: float32 array of shape `(n, d)` with raw (unstandardised) features.
+        x: the raw inputs, by `modality`: `"tabular"`: float32 `(n, d)`
+            features; `"image"`: `(n, height, width, channels)` pixels, uint8
+            (kept as uint8 to save memory) or float32 in [0, 255];
+            `"text"`: strings, `(n,)` single texts or `(n, 2)` sentence pairs.
         y: float32 array of shape `(n,)` with targets in their own units.
-        feature_names: `d` column names.
+        feature_names: `d` column names (tabular); for images and texts a
+            free description of the input, e.g. `("pixels",)`.
         name: dataset name, e.g. `"california_housing"`.
         target_name: name (and unit) of the target.
         groups: optional int array of shape `(n,)`: a group id per row, for
             per-group metrics (PP-SSL's two-group experiments).
         group_names: names of the group ids, index = id.
+        modality: `"tabular"`, `"image"` or `"text"`.
+        split_rows: optional split fixed by the dataset's protocol, a dict with
+            index arrays `"train"`, `"validation"`, `"test"` and optionally
+            `"labeled_order"`: the training rows in the order the protocol
+            labels them (the first k are labeled for k labels, e.g. HPL's seed-0
+            shuffle of UTKFace's TRAIN rows). See `SSRSplit.from_protocol`.
 
     Example:
 
@@ -36,26 +46,25 @@ class RegressionData:
     target_name: str = "target"
     groups: np.ndarray | None = None
     group_names: tuple = ()
+    modality: str = "tabular"
+    split_rows: dict | None = None
 
     def __post_init__(self):
-        x = np.asarray(self.x, dtype="float32")
+        x = _checked_inputs(self.name, self.modality, self.x)
         y = np.asarray(self.y, dtype="float32")
-        if x.ndim != 2:
-            raise ValueError(
-                f"{self.name}: x must be 2-D (rows, features), got {x.shape}."
-            )
         if y.shape != (x.shape[0],):
             raise ValueError(
                 f"{self.name}: y must have shape ({x.shape[0]},) to match x, "
                 f"got {y.shape}."
             )
-        if len(self.feature_names) != x.shape[1]:
+        if self.modality == "tabular" and len(self.feature_names) != x.shape[1]:
             raise ValueError(
                 f"{self.name}: {len(self.feature_names)} feature names for "
                 f"{x.shape[1]} columns."
             )
         _check_finite(self.name, "y (target)", y)
-        _check_finite(self.name, "x (features)", x)
+        if x.dtype == np.float32:
+            _check_finite(self.name, "x (features)", x)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
@@ -64,6 +73,10 @@ class RegressionData:
             if groups.shape != y.shape:
                 raise ValueError(f"{self.name}: groups must have shape {y.shape}.")
             object.__setattr__(self, "groups", groups)
+        if self.split_rows is not None:
+            object.__setattr__(
+                self, "split_rows", _checked_split(self, self.split_rows)
+            )
 
     @property
     def num_rows(self):
@@ -72,6 +85,57 @@ class RegressionData:
     @property
     def num_features(self):
         return self.x.shape[1]
+
+    @property
+    def input_shape(self):
+        """Shape of one input row, e.g. `(8,)`, `(28, 28, 1)` or `(2,)`."""
+        return tuple(self.x.shape[1:])
+
+
+_MODALITY_RANKS = {"tabular": (2,), "image": (4,), "text": (1, 2)}
+
+
+def _checked_inputs(name, modality, x):
+    if modality not in _MODALITY_RANKS:
+        raise ValueError(
+            f"{name}: unknown modality {modality!r}; use one of "
+            f"{', '.join(_MODALITY_RANKS)}."
+        )
+    if modality == "text":
+        x = np.asarray(x, dtype=object)
+    elif modality == "image" and np.asarray(x).dtype == np.uint8:
+        x = np.asarray(x)
+    else:
+        x = np.asarray(x, dtype="float32")
+    if x.ndim not in _MODALITY_RANKS[modality]:
+        shapes = {"tabular": "(rows, features)", "image": "(rows, h, w, c)"}
+        raise ValueError(
+            f"{name}: {modality} inputs must have shape "
+            f"{shapes.get(modality, '(rows,) or (rows, 2)')}, got {x.shape}."
+        )
+    return x
+
+
+_SPLIT_KEYS = ("train", "validation", "test")
+
+
+def _checked_split(data, split_rows):
+    missing = [k for k in _SPLIT_KEYS if k not in split_rows]
+    if missing:
+        raise ValueError(f"{data.name}: split_rows lacks {', '.join(missing)}.")
+    rows = {k: np.asarray(v, dtype="int64") for k, v in split_rows.items()}
+    everything = np.concatenate([rows[k] for k in _SPLIT_KEYS])
+    if len(np.unique(everything)) != len(everything):
+        raise ValueError(f"{data.name}: split_rows parts overlap.")
+    if everything.size and (everything.min() < 0 or everything.max() >= data.num_rows):
+        raise ValueError(f"{data.name}: split_rows index outside [0, {data.num_rows}).")
+    order = rows.get("labeled_order")
+    if order is not None and not np.array_equal(np.sort(order), np.sort(rows["train"])):
+        raise ValueError(
+            f"{data.name}: split_rows['labeled_order'] must be a permutation of "
+            "the train rows."
+        )
+    return rows
 
 
 def _check_finite(name, what, values):

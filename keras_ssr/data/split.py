@@ -69,6 +69,41 @@ class SSRSplit:
         )
 
     @classmethod
+    def from_protocol(cls, split_rows, label_ratio=None, num_labels=None, seed=0):
+        """A split whose train/validation/test parts a dataset protocol fixes.
+
+        The labeled rows are the first k of `split_rows["labeled_order"]` when
+        the protocol defines that order (then every seed gets the same labeled
+        set, as in the HPL paper's UTKFace subsets), otherwise the first k of a
+        seeded permutation of the train rows.
+
+        Args:
+            split_rows: dict of index arrays `train`, `validation`, `test` and
+                optionally `labeled_order` (see `RegressionData.split_rows`).
+            label_ratio: fraction in (0, 1] of the train rows that is labeled.
+            num_labels: number of labeled rows instead of `label_ratio`.
+            seed: seed of the permutation when there is no `labeled_order`.
+
+        Example:
+
+        >>> rows = {"train": np.arange(10), "validation": [10], "test": [11]}
+        >>> SSRSplit.from_protocol(rows, num_labels=3, seed=0).sizes()["labeled"]
+        3
+        """
+        train = np.asarray(split_rows["train"], dtype="int64")
+        num_labeled = resolve_num_labels(len(train), label_ratio, num_labels)
+        order = split_rows.get("labeled_order")
+        if order is None:
+            order = np.random.default_rng(seed).permutation(train)
+        order = np.asarray(order, dtype="int64")
+        return cls.from_parts(
+            np.sort(order[:num_labeled]),
+            np.sort(order[num_labeled:]),
+            np.sort(np.asarray(split_rows["validation"], dtype="int64")),
+            np.sort(np.asarray(split_rows["test"], dtype="int64")),
+        )
+
+    @classmethod
     def from_parts(cls, labeled, unlabeled, validation, test):
         """Builds a split from given index arrays, checking they are disjoint."""
         parts = {

@@ -16,6 +16,7 @@ def make_train_stream(
     holdout_batch_size=None,
     unlabeled_y=None,
     teacher=None,
+    labeled_augment=None,
     seed=0,
 ):
     """Builds the endless per-step stream every keras-ssr method trains on.
@@ -44,6 +45,9 @@ def make_train_stream(
             in standardised target units, for the rows of `labeled` and of
             `unlabeled_x` (see `keras_ssr.models.teacher.Teacher`); each
             prediction is shuffled with its row.
+        labeled_augment: optional callable `(x, seed) -> x` applied to every
+            labeled batch (FixMatch's weak view of the labeled images, e.g.
+            `ImageViews.weak`); the hold-out stream stays unaugmented.
         seed: seed of the shuffles and of the augmentation.
 
     Example:
@@ -57,18 +61,19 @@ def make_train_stream(
     >>> sorted(next(iter(ds)))
     ['holdout', 'labeled', 'unlabeled']
     """
-    x_l, y_l = _as_float32(*labeled)
+    x_l, y_l = _as_arrays(*labeled)
     if len(x_l) == 0:
         raise ValueError("The labeled split is empty: give at least one label.")
-    unlabeled_x = np.asarray(unlabeled_x, dtype="float32")
+    unlabeled_x = _as_inputs(unlabeled_x)
     yhat_l, yhat_u = _teacher_arrays(teacher, len(x_l), len(unlabeled_x))
     if len(unlabeled_x) == 0:
         unlabeled_x, unlabeled_y = x_l, (None if unlabeled_y is None else y_l)
         yhat_u = yhat_l
-    holdout = _as_float32(*(holdout if holdout is not None else labeled))
+    holdout = _as_arrays(*(holdout if holdout is not None else labeled))
     labeled_rows = (x_l, y_l) if yhat_l is None else (x_l, y_l, yhat_l)
+    labeled_stream = _repeated(labeled_rows, labeled_batch_size, seed)
     streams = {
-        "labeled": _repeated(labeled_rows, labeled_batch_size, seed),
+        "labeled": _augmented(labeled_stream, labeled_augment, seed + 15485863),
         "holdout": _repeated(
             holdout, holdout_batch_size or labeled_batch_size, seed + 7919
         ),
@@ -91,12 +96,32 @@ def steps_per_epoch(
 
 def make_eval_stream(x, y, batch_size=1024):
     """Finite `(x, y)` batches in target units for `evaluate`/validation."""
-    x, y = _as_float32(x, y)
+    x, y = _as_arrays(x, y)
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
 
 
-def _as_float32(x, y):
-    return np.asarray(x, dtype="float32"), np.asarray(y, dtype="float32")
+def _as_arrays(x, y):
+    return _as_inputs(x), np.asarray(y, dtype="float32")
+
+
+def _as_inputs(x):
+    """Float32 features; uint8 pixels and strings keep their dtype."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8 or x.dtype.kind in "OUS":
+        return x
+    return x.astype("float32")
+
+
+def _augmented(batches, augment, seed):
+    """`batches` of `(x, y, ...)` with `augment(x, seed)` applied to `x`."""
+    if augment is None:
+        return batches
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip(batches, seeds).map(
+        lambda rows, s: (augment(rows[0], s),) + tuple(rows[1:]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def _repeated(arrays, batch_size, seed):

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
@@ -59,8 +60,10 @@ class SSRRegressor(keras.Model):
         self.built = True
 
     def features(self, x, training=False):
-        """Backbone features of raw inputs `x`."""
-        x = keras.ops.convert_to_tensor(x, dtype=self.compute_dtype)
+        """Backbone features of raw inputs `x` (strings pass through as-is)."""
+        x = tf.convert_to_tensor(x)
+        if x.dtype != tf.string:
+            x = keras.ops.cast(x, self.compute_dtype)
         if self.input_mean is not None:
             mean = keras.ops.convert_to_tensor(self.input_mean, dtype=x.dtype)
             std = keras.ops.convert_to_tensor(self.input_std, dtype=x.dtype)
