@@ -77,3 +77,79 @@ def test_nan_features_are_refused():
     x[3, 1] = np.nan
     with pytest.raises(ValueError, match=r"1 row\(s\) .* x \(features\): rows 3"):
         RegressionData(x, np.zeros(5), ("a", "b"), name="toy")
+
+
+def _protocol_rows(order=None):
+    rows = {"train": np.arange(20), "validation": [20, 21], "test": [22, 23]}
+    if order is not None:
+        rows["labeled_order"] = order
+    return rows
+
+
+def test_from_protocol_labels_the_first_rows_of_the_protocol_order():
+    order = np.random.default_rng(5).permutation(20)
+    split = SSRSplit.from_protocol(_protocol_rows(order), num_labels=6, seed=3)
+    np.testing.assert_array_equal(split.labeled, np.sort(order[:6]))
+    np.testing.assert_array_equal(split.unlabeled, np.sort(order[6:]))
+    np.testing.assert_array_equal(split.validation, [20, 21])
+    # The protocol's order fixes the labeled set whatever the seed.
+    again = SSRSplit.from_protocol(_protocol_rows(order), num_labels=6, seed=9)
+    np.testing.assert_array_equal(again.labeled, split.labeled)
+
+
+def test_from_protocol_without_order_draws_per_seed_within_train():
+    a = SSRSplit.from_protocol(_protocol_rows(), label_ratio=0.25, seed=0)
+    b = SSRSplit.from_protocol(_protocol_rows(), label_ratio=0.25, seed=1)
+    assert len(a.labeled) == 5 and set(a.labeled) <= set(range(20))
+    assert not np.array_equal(a.labeled, b.labeled)
+    with pytest.raises(ValueError, match="outside \\[1, 20\\]"):
+        SSRSplit.from_protocol(_protocol_rows(), num_labels=21)
+
+
+def _data(**kwargs):
+    return RegressionData(
+        x=np.zeros((24, 2), "float32"),
+        y=np.zeros(24),
+        feature_names=("a", "b"),
+        name="toy",
+        **kwargs,
+    )
+
+
+def test_regression_data_checks_protocol_rows():
+    with pytest.raises(ValueError, match="overlap"):
+        _data(split_rows={"train": [0, 1], "validation": [1], "test": [2]})
+    with pytest.raises(ValueError, match="outside"):
+        _data(split_rows={"train": [0], "validation": [1], "test": [24]})
+    with pytest.raises(ValueError, match="permutation"):
+        _data(
+            split_rows={
+                "train": [0, 1],
+                "validation": [2],
+                "test": [3],
+                "labeled_order": [0, 5],
+            }
+        )
+
+
+def test_regression_data_modalities_keep_pixels_and_strings():
+    images = RegressionData(
+        np.zeros((3, 4, 4, 1), "uint8"),
+        np.zeros(3),
+        ("pixels",),
+        "img",
+        modality="image",
+    )
+    assert images.x.dtype == np.uint8 and images.input_shape == (4, 4, 1)
+    pairs = RegressionData(
+        np.array([["a b", "c"]] * 3),
+        np.zeros(3),
+        ("pair",),
+        "txt",
+        modality="text",
+    )
+    assert pairs.x.dtype == object and pairs.input_shape == (2,)
+    with pytest.raises(ValueError, match="image inputs must have shape"):
+        RegressionData(np.zeros((3, 4)), np.zeros(3), ("p",), "img", modality="image")
+    with pytest.raises(ValueError, match="unknown modality"):
+        RegressionData(np.zeros((3, 4)), np.zeros(3), ("p",), "x", modality="audio")

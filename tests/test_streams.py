@@ -103,3 +103,31 @@ def test_teacher_predictions_travel_with_their_rows():
         np.testing.assert_array_equal(yhat_u, -batch["unlabeled"][0][:, 0])
     with pytest.raises(ValueError, match="teacher predictions must match"):
         make_train_stream((x_l, x_l[:, 0]), x_u, views, 4, 8, teacher=(x_l, x_l))
+
+
+def test_labeled_augment_sees_labeled_batches_and_keeps_labels_aligned():
+    calls = []
+
+    def augment(x, seed):
+        calls.append(seed.shape)
+        return x + 1000.0
+
+    batch = next(iter(_stream(labeled_augment=augment)))
+    x_l, y_l = batch["labeled"]
+    np.testing.assert_array_equal(x_l[:, 0], y_l + 1000.0)
+    np.testing.assert_array_equal(batch["holdout"][0][:, 0], batch["holdout"][1])
+    assert calls == [(2,)]
+
+
+def test_uint8_pixels_and_strings_keep_their_dtype():
+    images = np.arange(8 * 4, dtype="uint8").reshape(8, 2, 2, 1)
+    texts = np.array([f"text {i}" for i in range(8)], dtype=object)
+    for x, dtype in ((images, tf.uint8), (texts, tf.string)):
+        stream = make_train_stream(
+            (x, np.arange(8, dtype="float32")), x, lambda b, s: (b, b), 4, 4
+        )
+        batch = next(iter(stream))
+        assert batch["labeled"][0].dtype == dtype
+        assert batch["unlabeled"][1].dtype == dtype
+    x, _ = next(iter(make_eval_stream(texts, np.zeros(8))))
+    assert x.dtype == tf.string

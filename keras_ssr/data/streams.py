@@ -116,7 +116,7 @@ def _augmented(batches, augment, seed):
     """`batches` of `(x, y, ...)` with `augment(x, seed)` applied to `x`."""
     if augment is None:
         return batches
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     return tf.data.Dataset.zip(batches, seeds).map(
         lambda rows, s: (augment(rows[0], s),) + tuple(rows[1:]),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -138,7 +138,7 @@ def _unlabeled(x, y, yhat, views, batch_size, seed):
     if yhat is not None:
         rows["teacher"] = yhat
     batches = _repeated(rows, batch_size, seed + 104729)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     return tf.data.Dataset.zip(batches, seeds).map(
         lambda batch, s: _with_views(batch, views, s),
         num_parallel_calls=tf.data.AUTOTUNE,
