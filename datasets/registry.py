@@ -1,10 +1,28 @@
-"""Name -> loader registry for the tabular data sets keras-ssr ships."""
+"""Name -> loader registry of the data sets keras-ssr reads.
 
-from datasets import california_housing, synthetic_two_group
+Data that ships with keras-ssr (offline) and loaders for data users put on disk
+by hand (UTKFace, IMDB-WIKI-DIR, AgeDB-DIR, STS-B; see each module's layout).
+"""
+
+from datasets import (
+    age_dir,
+    california_housing,
+    rotated_mnist,
+    stsb,
+    synthetic_two_group,
+    utkface,
+    vader_sentiment,
+)
 
 DATASETS = {
+    "agedb_dir": age_dir.load_agedb_dir,
     "california_housing": california_housing.load,
+    "imdb_wiki_dir": age_dir.load_imdb_wiki_dir,
+    "rotated_mnist": rotated_mnist.load,
+    "stsb": stsb.load,
     "synthetic_two_group": synthetic_two_group.load,
+    "utkface": utkface.load,
+    "vader_sentiment": vader_sentiment.load,
 }
 
 

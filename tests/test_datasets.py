@@ -121,8 +121,11 @@ def test_synthetic_rejects_bad_quantile():
 
 
 def test_registry_names_and_loading():
-    assert datasets.dataset_names() == ("california_housing", "synthetic_two_group")
-    assert set(datasets.DATASETS) == set(datasets.dataset_names())
+    names = datasets.dataset_names()
+    assert names == tuple(sorted(names))
+    assert {"california_housing", "synthetic_two_group"} <= set(names)
+    assert {"utkface", "imdb_wiki_dir", "agedb_dir", "stsb"} <= set(names)
+    assert set(datasets.DATASETS) == set(names)
     data = datasets.load_dataset("synthetic_two_group", bias=0.1, num_samples=100)
     assert data.name == "synthetic_two_group" and data.num_rows == 100
 

@@ -59,6 +59,12 @@ class SSRRegressor(keras.Model):
         self.head.build(self.backbone.compute_output_shape(input_shape))
         self.built = True
 
+    @property
+    def input_dtype(self):
+        """The backbone's input dtype (e.g. string for a text backbone): used
+        for the default SavedModel signature."""
+        return self.backbone.input_dtype
+
     def features(self, x, training=False):
         """Backbone features of raw inputs `x` (strings pass through as-is)."""
         x = tf.convert_to_tensor(x)
