@@ -3,10 +3,13 @@
 import csv
 import json
 import os
+import re
 
 import numpy as np
 
 TABLE_METRICS = ("mae", "rmse", "r2")
+_GROUP_KEY = re.compile(r"^test_(.+)_mse(?:_mean)?$")
+GROUP_METRICS = ("mse",)  # per-group columns of the table (PP-SSL's Table S9)
 
 
 def record(result, export_path=None):
@@ -40,12 +43,33 @@ def aggregate(records):
     return out
 
 
+# More groups than this do not get table columns (the table would not fit).
+MAX_GROUP_COLUMNS = 5
+
+
 def format_table(aggregates, metrics=TABLE_METRICS, title=None):
-    """A paper-style text table: method x test metrics, mean +- std over seeds."""
-    header = ["method", "seeds"] + [f"test {m.upper()}" for m in metrics]
+    """A paper-style text table: method x test metrics, mean +- std over seeds.
+
+    On data sets with groups (records with `test_<group>_<metric>` keys, e.g.
+    `synthetic_two_group` or California Housing's two groups) it adds one
+    column per group for each of `GROUP_METRICS` after the overall metrics,
+    for up to `MAX_GROUP_COLUMNS` groups (more, e.g. rotated_mnist's ten digit
+    classes, stay in results.json/csv and TensorBoard only).
+    """
+    columns = [(f"test {m.upper()}", f"test_{m}") for m in metrics]
+    groups = group_names(aggregates)
+    if len(groups) > MAX_GROUP_COLUMNS:
+        groups = []
+    if groups and "mse" not in metrics:
+        columns.append(("test MSE", "test_mse"))
+    columns += [
+        (f"{group} {m.upper()}", f"test_{group}_{m}")
+        for group in groups
+        for m in GROUP_METRICS
+    ]
+    header = ["method", "seeds"] + [label for label, _ in columns]
     rows = [
-        [a["method"], str(a["num_seeds"])]
-        + [_mean_std(a, f"test_{m}") for m in metrics]
+        [a["method"], str(a["num_seeds"])] + [_mean_std(a, key) for _, key in columns]
         for a in aggregates
     ]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
@@ -87,3 +111,42 @@ def write_results(run_dir, config, records, aggregates, exports):
 def _mean_std(agg, key):
     mean, std = agg[f"{key}_mean"], agg[f"{key}_std"]
     return f"{mean:.4f} +- {std:.4f}" if agg["num_seeds"] > 1 else f"{mean:.4f}"
+
+
+def group_names(rows):
+    """Group names present in records or aggregates (`test_<group>_mse...`)."""
+    names = []
+    for row in rows:
+        for key in row:
+            match = _GROUP_KEY.match(key)
+            if match and match.group(1) not in names:
+                names.append(match.group(1))
+    return names
+
+
+def write_group_summaries(result):
+    """Writes a run's per-group test metrics to its TensorBoard directory.
+
+    Scalars `test/<group>/<metric>` (and `test/total/<metric>`) at step
+    `best_epoch`, with their own writer in `<tensorboard_dir>/groups`; nothing
+    when the data set has no groups.
+
+    Args:
+        result: a `TrainResult` (`test`, `test_groups`, `best_epoch`,
+            `tensorboard_dir`).
+
+    Returns:
+        The directory written, or `None`.
+    """
+    if not result.test_groups:
+        return None
+    import tensorflow as tf
+
+    log_dir = os.path.join(result.tensorboard_dir, "groups")
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        for group, metrics in {"total": result.test, **result.test_groups}.items():
+            for name, value in metrics.items():
+                tf.summary.scalar(f"test/{group}/{name}", value, step=result.best_epoch)
+    writer.flush()
+    return log_dir

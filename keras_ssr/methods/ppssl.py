@@ -42,7 +42,11 @@ class PPSSL(SSRModel):
     unbiasedness of eq. 7 to hold. lambda (`lambda_variable`) and the AdaGrad
     accumulator are non-trainable variables: they checkpoint with the model
     and stay identical across `tf.distribute` replicas. The lambda used at
-    each step is logged as the loss term `"lambda"`.
+    each step is logged twice: `"lambda"` is its mean over the epoch so far,
+    `"lambda_step"` (a `LastValue` metric) the value of the current step, so
+    batch logs carry the per-step trajectory (Table S8; written to TensorBoard
+    per step by `keras_ssr.callbacks.lambda_trajectory.LambdaTrajectory`) and
+    epoch logs the lambda reached at the epoch's last step.
 
     Args:
         regressor: the student `SSRRegressor`.
@@ -75,6 +79,7 @@ class PPSSL(SSRModel):
         "teacher_labeled_loss",
         "teacher_unlabeled_loss",
         "lambda",
+        "lambda_step",
     )
 
     def __init__(
@@ -90,6 +95,7 @@ class PPSSL(SSRModel):
         self.lambda_mode = lambda_mode
         self.lambda_value = _initial_lambda(lambda_mode, lambda_value)
         self.lambda_diameter = float(lambda_diameter)
+        self.loss_trackers["lambda_step"] = LastValue(name="lambda_step")
         if lambda_mode == "only_labeled":
             for name in ("teacher_labeled_loss", "teacher_unlabeled_loss"):
                 self.loss_trackers.pop(name)
@@ -115,6 +121,7 @@ class PPSSL(SSRModel):
         if self.lambda_mode == "only_labeled":
             terms["loss"] = terms["labeled_loss"]
             terms["lambda"] = keras.ops.zeros_like(terms["loss"])
+            terms["lambda_step"] = terms["lambda"]
             return terms
         yhat_l, yhat_u = batch["teacher"]
         x_u = batch["unlabeled"][0]
@@ -122,7 +129,7 @@ class PPSSL(SSRModel):
         terms["teacher_labeled_loss"] = mse(yhat_l, terms["labeled_predictions"])
         terms["teacher_unlabeled_loss"] = mse(yhat_u, pred_u)
         weight = keras.ops.cast(self.current_lambda(), terms["labeled_loss"].dtype)
-        terms["lambda"] = weight
+        terms["lambda"] = terms["lambda_step"] = weight
         terms["loss"] = terms["labeled_loss"] + weight * self._unlabeled_part(terms)
         return terms
 
@@ -240,6 +247,41 @@ class PPSSL(SSRModel):
             lambda_diameter=self.lambda_diameter,
         )
         return config
+
+
+class LastValue(keras.metrics.Metric):
+    """A metric whose result is the last value it was updated with.
+
+    Under `tf.distribute` its state is averaged over replicas on read (all
+    replicas hold the same value for PP-SSL's lambda).
+
+    Args:
+        name: metric name (the key in the logs).
+        dtype: dtype of the stored value.
+
+    Example:
+
+    >>> metric = LastValue(name="lambda_step")
+    >>> metric.update_state(0.3)
+    >>> metric.update_state(0.7)
+    >>> round(float(metric.result()), 2)
+    0.7
+    """
+
+    def __init__(self, name="last_value", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.value = self.add_variable(
+            shape=(), initializer="zeros", name="value", aggregation="mean"
+        )
+
+    def update_state(self, value, sample_weight=None):
+        self.value.assign(keras.ops.cast(keras.ops.reshape(value, ()), self.dtype))
+
+    def result(self):
+        return keras.ops.convert_to_tensor(self.value)
+
+    def reset_state(self):
+        self.value.assign(0.0)
 
 
 def lambda_gradient(g_l, delta, lam):

@@ -86,7 +86,9 @@ class Teacher:
         `keras_ssr.export.export_regressor`).
         """
         if str(path).endswith(".keras"):
-            return cls.from_keras(keras.saving.load_model(path), batch_size)
+            # safe_mode: refuse Python code (Lambda layers) in untrusted files.
+            model = keras.saving.load_model(path, safe_mode=True)
+            return cls.from_keras(model, batch_size)
         if not os.path.isdir(path):
             raise ValueError(f"No SavedModel directory or .keras file at {path!r}.")
         serve = tf.saved_model.load(path).signatures["serving_default"]
