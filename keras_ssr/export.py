@@ -6,18 +6,28 @@ import keras
 import tensorflow as tf
 
 
-def export_regressor(regressor, export_dir, num_features):
-    """Writes `regressor` as a SavedModel whose signatures take raw features.
+def export_regressor(regressor, export_dir, inputs):
+    """Writes `regressor` as a SavedModel whose signatures take raw inputs.
 
     The `serving_default` (and `serve`) signature takes a float32 tensor
     `features` of shape `(batch, num_features)` in raw units and returns
     `{"predictions": (batch, 1)}` in target units: the standardisation of inputs
     and targets is inside the graph, so serving needs no Python.
 
+    Inputs are checked in the graph: another dtype is refused by the signature
+    ("expected to be a float tensor but is a double tensor": cast to float32),
+    and a tensor that is not `(batch, num_features)` fails with an
+    `InvalidArgumentError` that names the expected shape. Images and texts
+    export the same way with their own input spec (`inputs`): e.g. `images`,
+    float32 `(batch, height, width, channels)` pixels in [0, 255], or `texts`,
+    strings `(batch,)` / sentence pairs `(batch, 2)`.
+
     Args:
         regressor: a built `SSRRegressor`.
         export_dir: directory to write, e.g. `savedmodels/run/pseudo_label/1`.
-        num_features: number of raw input features.
+        inputs: the number of raw input features (tabular), or a
+            `tf.TensorSpec` of the raw inputs with a `None` batch dimension
+            (its name becomes the signature's argument name).
 
     Example:
 
@@ -30,13 +40,35 @@ def export_regressor(regressor, export_dir, num_features):
     """
     archive = keras.export.ExportArchive()
     archive.track(regressor)
-    spec = tf.TensorSpec((None, num_features), tf.float32, name="features")
+    spec = inputs
+    if not isinstance(spec, tf.TensorSpec):
+        spec = tf.TensorSpec((None, int(inputs)), tf.float32, name="features")
     archive.add_endpoint(
         name="serve",
-        fn=lambda features: {"predictions": regressor(features, training=False)},
+        fn=lambda x: {
+            "predictions": regressor(checked_inputs(x, spec), training=False)
+        },
         input_signature=[spec],
     )
     archive.write_out(export_dir, verbose=False)
+
+
+def checked_inputs(x, spec):
+    """`x` after in-graph checks that its shape is `spec`'s (any batch size)."""
+    row = tuple(spec.shape[1:])
+    if spec.name == "features":
+        message = (
+            f"features must have shape (batch, {row[0]}): one row per example "
+            f"with the {row[0]} raw feature columns in the training order"
+        )
+    else:
+        shown = ", ".join(str(d) for d in row)
+        message = f"{spec.name} must have shape (batch, {shown})"
+    checks = [tf.debugging.assert_equal(tf.rank(x), len(row) + 1, message=message)]
+    if row:
+        checks.append(tf.debugging.assert_equal(tf.shape(x)[1:], row, message=message))
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
 
 
 def next_version_dir(model_dir):

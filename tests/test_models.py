@@ -74,7 +74,7 @@ def test_savedmodel_in_fresh_process_matches_in_memory_predictions(tmp_path):
     x = x * 100  # raw, unstandardised units
     export = next_version_dir(str(tmp_path / "m"))
     assert export.endswith(os.path.join("m", "1"))
-    export_regressor(model, export, num_features=3)
+    export_regressor(model, export, 3)
     assert next_version_dir(str(tmp_path / "m")).endswith(os.path.join("m", "2"))
     np.save(tmp_path / "x.npy", x)
     script = textwrap.dedent(f"""

@@ -61,6 +61,16 @@ class SSRModel(keras.Model):
     def build_method(self, input_shape):
         """Creates method state (teachers, extra optimizers); called by `build`."""
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer reduces a first input batch across replicas to
+        # build the model symbolically; under MultiWorkerMirroredStrategy that
+        # reduce fails on our dict-of-tuples batches ("Attempt to convert a
+        # value ({'holdout': (PerReplica...") and it is useless once the model
+        # and its optimizer are built (the trainer builds both before fit).
+        if self.built and getattr(self.optimizer, "built", False):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def call(self, inputs, training=False):
         return self.regressor(inputs, training=training)
 
