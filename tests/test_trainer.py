@@ -85,7 +85,10 @@ def test_fully_supervised_labels_every_training_row(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--dataset", "mnist"], "unknown dataset 'mnist'; valid: california_housing"),
+        (
+            ["--dataset", "mnist"],
+            "unknown dataset 'mnist'; valid: agedb_dir, california",
+        ),
         (["--methods", "supervised,fixmatch"], "unknown method(s) fixmatch; valid:"),
         (["--label-ratio", "1.5"], "--label-ratio 1.5 is outside (0, 1]"),
         (["--label-ratio", "0"], "--label-ratio 0.0 is outside (0, 1]"),
@@ -235,6 +238,15 @@ def test_prediction_powered_methods_from_the_cli(tmp_path):
             for event in tf.compat.v1.train.summary_iterator(path):
                 tags |= {v.tag for v in event.summary.value}
         assert "epoch_lambda" in tags
+    # PP-SSL's lambda, every step (FAST: 2 epochs x 3 steps), Table S8 style.
+    steps = []
+    lambda_dir = os.path.join(out, "p", "tensorboard", "ppssl", "seed_0", "lambda")
+    for path in glob.glob(os.path.join(lambda_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [
+                event.step for v in event.summary.value if v.tag == "ppssl/lambda"
+            ]
+    assert sorted(steps) == list(range(6))
 
 
 def test_teacher_pretrain_rows_leave_the_unlabeled_set():

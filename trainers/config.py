@@ -13,6 +13,21 @@ class RunConfig:
     """
 
     dataset: str = "california_housing"
+    # How a dataset is read (on-disk datasets) and what model/views it gets.
+    data_dir: str | None = None
+    protocol: str | None = None
+    image_size: int | None = None
+    on_corrupt: str | None = None
+    backbone: str = "auto"
+    resnet_weights: str | None = None
+    glove: str | None = None
+    augment_ops: str = "auto"
+    randaugment_ops: int = 3
+    randaugment_magnitude: float = 4.0
+    synonym_source: str = "auto"
+    synonym_file: str | None = None
+    synonym_replace: float = 0.3
+    synonym_insert: float = 0.1
     methods: tuple = ("supervised", "pseudo_label", "mean_teacher")
     label_ratio: float | None = 0.05
     num_labels: int | None = None
@@ -51,6 +66,10 @@ class RunConfig:
     ppi_lambda: float | None = None
     lambda_diameter: float = 1.0
     closed_form_at: str = "ppi"
+    experiment: str | None = None
+    best_fixed_lambda: bool = False
+    sweep: tuple | None = None
+    experiment_epochs: int | None = None
     benchmark_mode: bool = False
     validation_ratio: float = 0.1
     test_ratio: float = 0.2
@@ -58,6 +77,12 @@ class RunConfig:
     export_dir: str = "savedmodels"
     run_name: str | None = None
     verbose: int = 1
+    strategy: str = "auto"
+    jit_compile: bool = False
+    deterministic: bool = False
+    checkpoint_every: int = 200
+    resume: bool = False
+    write_checkpoints: bool = True
 
     def to_dict(self):
         return dataclasses.asdict(self)

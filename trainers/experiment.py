@@ -5,19 +5,21 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_ssr.callbacks.hpl_diagnostics import HPLDiagnostics
+from keras_ssr.callbacks.lambda_trajectory import LambdaTrajectory
+from keras_ssr.callbacks.nan_guard import NanGuard, NonFiniteLossError
+from keras_ssr.callbacks.resumable_checkpoint import ResumableCheckpoint
 from keras_ssr.data.split import SSRSplit
 from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
-from keras_ssr.data.tabular_views import TabularViews
 from keras_ssr.data.target_scaler import TargetScaler
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.registry import get_method
 from keras_ssr.methods.ssr_model import METRIC_NAMES
-from keras_ssr.models.mlp_backbone import MLPBackbone
 from keras_ssr.models.ssr_regressor import SSRRegressor
-from trainers.teacher_setup import prepare_teacher
+from trainers.distribution import adapt_model, make_strategy, set_deterministic
+from trainers.modality import build_regressor, make_views, with_validation
+from trainers.teacher_setup import TEACHER_METHODS, prepare_teacher
 
 # "fully_supervised" trains `Supervised` with every training label: the upper bound.
 FULLY_SUPERVISED = "fully_supervised"
@@ -37,16 +39,44 @@ class TrainResult:
     tensorboard_dir: str
 
 
+class TrainingDiverged(RuntimeError):
+    """A run stopped on a NaN/inf loss; `regressor` holds the last good weights.
+
+    Attributes:
+        method, seed: the failing run.
+        regressor: the `SSRRegressor` restored from the last good checkpoint
+            (`None` when no checkpoint was written before the failure).
+        checkpoint: path of that checkpoint (or `None`).
+    """
+
+    def __init__(self, message, method, seed, regressor, checkpoint):
+        super().__init__(message)
+        self.method, self.seed = method, seed
+        self.regressor, self.checkpoint = regressor, checkpoint
+
+
 def make_split(data, config, seed, method):
-    """The seed's split; every training row is labeled for `fully_supervised`."""
-    split = SSRSplit.from_size(
-        data.num_rows,
-        label_ratio=config.label_ratio,
-        num_labels=config.num_labels,
-        validation_ratio=config.validation_ratio,
-        test_ratio=config.test_ratio,
-        seed=seed,
-    )
+    """The seed's split; every training row is labeled for `fully_supervised`.
+
+    A dataset with a protocol split (`data.split_rows`) keeps its
+    train/validation/test parts; only the labeled subset is drawn.
+    """
+    if data.split_rows is not None:
+        split = SSRSplit.from_protocol(
+            with_validation(data.split_rows, config.validation_ratio, seed),
+            label_ratio=config.label_ratio,
+            num_labels=config.num_labels,
+            seed=seed,
+        )
+    else:
+        split = SSRSplit.from_size(
+            data.num_rows,
+            label_ratio=config.label_ratio,
+            num_labels=config.num_labels,
+            validation_ratio=config.validation_ratio,
+            test_ratio=config.test_ratio,
+            seed=seed,
+        )
     if method == FULLY_SUPERVISED:
         split = SSRSplit(split.train, split.train[:0], split.validation, split.test)
     return split
@@ -54,23 +84,17 @@ def make_split(data, config, seed, method):
 
 def build_model(method, config, data, split, steps):
     """The method model around a fresh regressor, compiled, under the strategy."""
-    x_train = data.x[split.train]
     scaler = TargetScaler.fit(data.y[split.labeled])
-    regressor = SSRRegressor(
-        MLPBackbone(config.hidden_units, dropout=config.dropout, name="backbone"),
-        input_mean=x_train.mean(axis=0),
-        input_std=x_train.std(axis=0),
-        input_clip=config.input_clip,
-        target_mean=scaler.mean,
-        target_std=scaler.std,
-        name="regressor",
-    )
+    regressor = build_regressor(data, split, config, scaler)
     name = "supervised" if method == FULLY_SUPERVISED else method
     model = get_method(name)(regressor, **method_kwargs(name, config, steps))
-    model.build((None, data.num_features))
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    model.build((None,) + data.input_shape)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        jit_compile=True if use_jit_compile(config) else "auto",
+    )
     model.optimizer.build(model.trainable_weights_to_update())
-    return model, scaler
+    return adapt_model(model), scaler
 
 
 # Method constructor argument -> `RunConfig` field, per method family.
@@ -119,11 +143,28 @@ def method_kwargs(name, config, steps):
     return kwargs
 
 
+def use_jit_compile(config):
+    """`--jit-compile`, unless `--deterministic` (op determinism disables XLA)."""
+    return getattr(config, "jit_compile", False) and not getattr(
+        config, "deterministic", False
+    )
+
+
 def train_and_evaluate(method, data, config, seed, run_dir, strategy):
-    """Trains `method` on `seed`'s split, restores its best epoch, tests it."""
+    """Trains `method` on `seed`'s split, restores its best epoch, tests it.
+
+    With `config.resume` it continues from the latest checkpoint under
+    `run_dir/checkpoints/<method>/seed_<seed>/resume` (see `fit_resumable`).
+
+    Raises:
+        TrainingDiverged: on a NaN/inf loss term, with the last good weights.
+    """
+    if getattr(config, "deterministic", False):
+        set_deterministic(seed, getattr(config, "jit_compile", False))
     keras.utils.set_random_seed(seed)
     split = make_split(data, config, seed, method)
     teacher, split = prepare_teacher(method, data, split, config, seed)
+    check_split(method, split)
     tag = os.path.join(method, f"seed_{seed}")
     steps = config.steps_per_epoch or steps_per_epoch(
         len(split.labeled),
@@ -133,22 +174,33 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
     with strategy.scope():
         model, scaler = build_model(method, config, data, split, steps)
-    stream, views = _train_stream(model, data, split, scaler, teacher, config, seed)
+    _, views = _train_stream(model, data, split, scaler, teacher, config, seed)
     validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
     checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
     tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
-    history = model.fit(
-        stream,
-        epochs=config.epochs,
+    resumable = ResumableCheckpoint(
+        os.path.join(run_dir, "checkpoints", tag, "resume"),
         steps_per_epoch=steps,
-        validation_data=validation,
-        callbacks=_callbacks(checkpoint, tensorboard_dir)
-        + _method_callbacks(model, data, split, views, config, tensorboard_dir),
-        verbose=config.verbose,
-        shuffle=False,
+        save_every=getattr(config, "checkpoint_every", 0),
+        write=getattr(config, "write_checkpoints", True),
     )
+    try:
+        history = fit_resumable(
+            model,
+            lambda: _train_stream(model, data, split, scaler, teacher, config, seed)[0],
+            resumable,
+            epochs=config.epochs,
+            resume=getattr(config, "resume", False),
+            best_path=checkpoint,
+            validation_data=validation,
+            callbacks=[keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
+            + _method_callbacks(model, data, split, views, config, tensorboard_dir),
+            verbose=config.verbose,
+        )
+    except NonFiniteLossError as error:
+        raise _diverged(error, model, resumable, method, seed) from error
     model.load_weights(checkpoint)
-    val_mse = history.history["val_mse"]
+    val_mse = history["val_mse"]
     return TrainResult(
         method=method,
         seed=seed,
@@ -161,13 +213,118 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
 
 
-def _views(data, split, config, unaugmented=False):
-    return TabularViews.fit(
-        data.x[split.train],
-        weak_noise=0.0 if unaugmented else config.weak_noise,
-        strong_noise=config.strong_noise,
-        strong_dropout=config.strong_dropout,
+def fit_resumable(
+    model, make_stream, resumable, epochs, resume, best_path, callbacks, **fit_kwargs
+):
+    """`model.fit` on `make_stream()`, checkpointed and resumable mid-epoch.
+
+    Every `resumable.save_every` steps and at every epoch end,
+    `resumable` writes the whole training state. With `resume` the latest
+    checkpoint is restored, the stream continues at the saved position
+    (`make_stream().skip(global_step)`: the streams are seeded functions of
+    their position) and a partly done epoch runs only its remaining steps; in
+    deterministic mode the result equals an uninterrupted run. Without
+    `resume` old checkpoints in that directory are deleted.
+
+    Args:
+        model: a compiled, built method model.
+        make_stream: returns a fresh endless training `tf.data.Dataset`, one
+            per `fit` call: a dataset with a seeded `shuffle` reshuffles
+            differently for each new iterator, so reusing one would not
+            continue the same sequence.
+        resumable: a `ResumableCheckpoint` (its `steps_per_epoch` is used).
+        epochs: total epochs of the run.
+        resume: continue from the latest checkpoint if there is one.
+        best_path: `.weights.h5` path of the best-`val_mse` weights.
+        callbacks: further Keras callbacks.
+        **fit_kwargs: passed to `fit` (`validation_data`, `verbose`).
+
+    Returns:
+        The per-epoch logs of the whole run: `{name: [value per epoch]}`.
+
+    Raises:
+        NonFiniteLossError: at the first step with a NaN/inf loss term.
+    """
+    resumable.set_model(model)
+    position = resumable.restore() if resume else None
+    if not resume:
+        _clear(resumable.directory)
+    start = position["global_step"] if position else 0
+    best = min(resumable.history.get("val_mse", []), default=None)
+    best_checkpoint = keras.callbacks.ModelCheckpoint(
+        best_path,
+        monitor="val_mse",
+        mode="min",
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=best,
     )
+    guard = NanGuard(initial_step=start)
+    every = [guard, best_checkpoint] + callbacks + [resumable]
+    steps = resumable.steps_per_epoch
+    while start < epochs * steps:
+        epoch, done = divmod(start, steps)
+        model.fit(
+            make_stream().skip(start),
+            initial_epoch=epoch,
+            epochs=epoch + 1 if done else epochs,
+            steps_per_epoch=steps - done,
+            callbacks=every,
+            shuffle=False,
+            **fit_kwargs,
+        )
+        start = resumable.global_step
+    return resumable.history
+
+
+def _clear(directory):
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            os.remove(os.path.join(directory, name))
+
+
+def _diverged(error, model, resumable, method, seed):
+    """A `TrainingDiverged` with the last good checkpoint restored into `model`."""
+    good = resumable.latest
+    if good is not None:
+        resumable.restore()
+    return TrainingDiverged(
+        f"{method}, seed {seed}: {error} Last good checkpoint: "
+        f"{good or 'none (diverged before the first save)'}.",
+        method,
+        seed,
+        model.regressor if good is not None else None,
+        good,
+    )
+
+
+# Methods whose loss needs the unlabeled stream.
+_LABELED_ONLY = ("supervised", FULLY_SUPERVISED, "only_labeled")
+
+
+def check_split(method, split):
+    """Refuses splits a method cannot train on, saying what to change."""
+    if len(split.labeled) == 0:
+        raise ValueError(
+            "The labeled split is empty: give --num-labels >= 1 or a larger "
+            "--label-ratio."
+        )
+    if method not in _LABELED_ONLY and len(split.unlabeled) == 0:
+        hint = (
+            " (after the teacher's --pretrain-size rows)"
+            if method in TEACHER_METHODS
+            else ""
+        )
+        raise ValueError(
+            f"{method} needs unlabeled rows but the unlabeled split is empty"
+            f"{hint}: lower --label-ratio / --num-labels, or train "
+            "'supervised' / 'fully_supervised' instead."
+        )
+    if len(split.validation) == 0:
+        raise ValueError(
+            "The validation split is empty: the data set is too small for its "
+            "validation ratio; use more rows."
+        )
 
 
 def _rows(data, scaler, index):
@@ -188,7 +345,7 @@ def _teacher_labels(teacher, data, scaler, labeled, unlabeled):
 def _train_stream(model, data, split, scaler, teacher, config, seed):
     """The three-stream training pipeline (with teacher labels) and its views."""
     # Prediction-powered gradients need the unlabeled rows unaugmented.
-    views = _views(data, split, config, unaugmented=teacher is not None)
+    views, augment = make_views(data, split, config, unaugmented=teacher is not None)
     labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
     labels = _teacher_labels(teacher, data, scaler, labeled, split.unlabeled)
     _calibrate(model, data, scaler, labeled, split.unlabeled, labels, config)
@@ -200,6 +357,7 @@ def _train_stream(model, data, split, scaler, teacher, config, seed):
         unlabeled_batch_size=config.unlabeled_batch_size,
         holdout=None if holdout is None else _rows(data, scaler, holdout),
         teacher=labels,
+        labeled_augment=augment,
         seed=seed,
     )
     return stream, views
@@ -236,22 +394,11 @@ def holdout_split(labeled, fraction, seed):
     return np.sort(order[count:]), np.sort(order[:count])
 
 
-def _callbacks(checkpoint, tensorboard_dir):
-    return [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(
-            checkpoint,
-            monitor="val_mse",
-            mode="min",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False),
-    ]
-
-
 def _method_callbacks(model, data, split, views, config, tensorboard_dir):
-    """HPL's uncertainty panels (with ground truth only in benchmark mode)."""
+    """HPL's uncertainty panels (with ground truth only in benchmark mode) and
+    PP-SSL's per-step lambda trajectory."""
+    if getattr(model, "lambda_mode", None) == "adaptive":
+        return [LambdaTrajectory(os.path.join(tensorboard_dir, "lambda"))]
     if not isinstance(model, HPL) or len(split.unlabeled) == 0:
         return []
     truth = data.y[split.unlabeled] if config.benchmark_mode else None
@@ -277,9 +424,4 @@ def _group_metrics(model, data, rows):
 
 def default_strategy():
     """MirroredStrategy over all GPUs when there are several, else the default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return (
-        tf.distribute.MirroredStrategy()
-        if len(gpus) > 1
-        else tf.distribute.get_strategy()
-    )
+    return make_strategy("auto")

@@ -5,24 +5,33 @@ labels, seed 0, Supervised vs PseudoLabel vs MeanTeacher). See `--help`.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from datasets import dataset_names, load_dataset  # noqa: E402
+from datasets import dataset_names  # noqa: E402
 from keras_ssr.export import export_regressor, next_version_dir  # noqa: E402
 from keras_ssr.methods.registry import method_names  # noqa: E402
 from trainers import results  # noqa: E402
 from trainers.config import RunConfig  # noqa: E402
+from trainers.distribution import (  # noqa: E402
+    STRATEGIES,
+    check_jit_compile,
+    is_chief,
+    make_strategy,
+)
 from trainers.experiment import (  # noqa: E402
     FULLY_SUPERVISED,
-    default_strategy,
+    TrainingDiverged,
     train_and_evaluate,
 )
+from trainers.modality import add_modality_flags, input_spec, load_data  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -115,6 +124,8 @@ def parse_args(argv=None):
     _add_hpl_flags(parser, defaults)
     _add_l2i_flags(parser, defaults)
     _add_ppi_flags(parser, defaults)
+    _add_robustness_flags(parser, defaults)
+    add_modality_flags(parser, defaults)
     add(
         "--holdout-fraction",
         type=float,
@@ -275,6 +286,63 @@ def _add_ppi_flags(parser, defaults):
         default=defaults.closed_form_at,
         help="where ppi_closed_form evaluates the PPI++ closed form",
     )
+    add(
+        "--experiment",
+        choices=("ppssl_synthetic", "ppssl_california"),
+        default=None,
+        help="run a PP-SSL paper sweep (trainers/ppssl_experiments.py) instead",
+    )
+    add(
+        "--best-fixed-lambda",
+        action="store_true",
+        help="--experiment: also sweep fixed lambda in {0, 0.1, ..., 1} (oracle row)",
+    )
+    add(
+        "--sweep",
+        default=None,
+        help="--experiment: biases or n_B values, comma-separated (default: paper's)",
+    )
+    add(
+        "--experiment-epochs",
+        type=int,
+        default=None,
+        help="--experiment: epochs instead of the paper's (3000 / 1000)",
+    )
+
+
+def _add_robustness_flags(parser, defaults):
+    group = parser.add_argument_group("distribution, XLA, checkpoints")
+    add = group.add_argument
+    add(
+        "--strategy",
+        choices=STRATEGIES,
+        default=defaults.strategy,
+        help="auto: MirroredStrategy when >1 GPU is visible; multi_worker: "
+        "MultiWorkerMirroredStrategy from the TF_CONFIG environment variable",
+    )
+    add(
+        "--jit-compile",
+        action="store_true",
+        help="XLA-compile the train step (one device only)",
+    )
+    add(
+        "--deterministic",
+        action="store_true",
+        help="seeds + TF op determinism: reruns give identical results "
+        "(slower; disables XLA)",
+    )
+    add(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.checkpoint_every,
+        help="save the full training state every N steps (and at every epoch "
+        "end) to <output-dir>/<run>/checkpoints/; 0: epoch ends only",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the run --run-name from its latest checkpoints",
+    )
 
 
 def all_method_names():
@@ -287,6 +355,16 @@ def _to_config(args):
     values["seeds"] = _parse_seeds(args.seeds)
     values["hidden_units"] = tuple(int(u) for u in args.hidden_units.split(","))
     values["log_variance_range"] = _parse_range(args.log_variance_range)
+    values["sweep"] = _parse_sweep(args.sweep)
+    if args.resume and not args.run_name:
+        raise ValueError("--resume needs the --run-name of the run to continue")
+    if args.resume and args.strategy == "multi_worker":
+        raise ValueError(
+            "--resume is not supported with --strategy multi_worker yet: "
+            "restart the workers without --resume"
+        )
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every {args.checkpoint_every} must be >= 0")
     if args.meta_period < 1:
         raise ValueError(f"--meta-period {args.meta_period} must be >= 1")
     if args.dataset not in dataset_names():
@@ -311,6 +389,15 @@ def _parse_methods(text):
     return methods
 
 
+def _parse_sweep(text):
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--sweep {text!r}: use comma-separated numbers") from None
+
+
 def _parse_range(text):
     try:
         low, high = (float(v) for v in text.split(","))
@@ -332,24 +419,42 @@ def _parse_seeds(text):
 
 
 def run(config):
-    """Runs every method x seed of `config`; returns the results dict."""
-    data = load_dataset(config.dataset)
+    """Runs every method x seed of `config`; returns the results dict.
+
+    Raises:
+        TrainingDiverged: after exporting the diverged method's last good
+            weights (its `export` attribute is set to the SavedModel path).
+    """
+    strategy = make_strategy(config.strategy)  # first: multi-worker needs it
+    check_jit_compile(config.jit_compile, strategy)
+    data = load_data(config)
     run_name = config.run_name or f"{config.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+    if not is_chief(strategy):  # other workers write to a scratch directory
+        scratch = tempfile.mkdtemp()
+        config = dataclasses.replace(
+            config, output_dir=scratch, export_dir=scratch, write_checkpoints=False
+        )
     run_dir = os.path.join(config.output_dir, run_name)
     os.makedirs(run_dir, exist_ok=True)
-    strategy = default_strategy()
     records, best = [], {}
     for method in config.methods:
         for seed in config.seeds:
             print(f"\n== {method}, seed {seed} ==", flush=True)
-            result = train_and_evaluate(method, data, config, seed, run_dir, strategy)
+            try:
+                result = train_and_evaluate(
+                    method, data, config, seed, run_dir, strategy
+                )
+            except TrainingDiverged as error:
+                error.export = _export_last_good(error, config, run_name, data)
+                raise
+            results.write_group_summaries(result)
             records.append(results.record(result))
             if (
                 method not in best
                 or result.validation["mse"] < best[method].validation["mse"]
             ):
                 best[method] = result
-    exports = _export_best(best, config, run_name, data.num_features)
+    exports = _export_best(best, config, run_name, input_spec(data))
     aggregates = results.aggregate(records)
     paths = results.write_results(
         run_dir, config.to_dict(), records, aggregates, exports
@@ -363,14 +468,23 @@ def run(config):
     }
 
 
-def _export_best(best, config, run_name, num_features):
+def _export_best(best, config, run_name, spec):
     """Exports each method's best-validation seed; returns method -> path/seed."""
     exports = {}
     for method, result in best.items():
         path = next_version_dir(os.path.join(config.export_dir, run_name, method))
-        export_regressor(result.regressor, path, num_features)
+        export_regressor(result.regressor, path, spec)
         exports[method] = {"path": path, "seed": result.seed}
     return exports
+
+
+def _export_last_good(error, config, run_name, data):
+    """Exports a diverged run's last good weights; returns the path or `None`."""
+    if error.regressor is None:
+        return None
+    path = next_version_dir(os.path.join(config.export_dir, run_name, error.method))
+    export_regressor(error.regressor, path, input_spec(data))
+    return path
 
 
 def _print_summary(config, data, aggregates, run_dir, paths, exports):
@@ -396,10 +510,20 @@ def main(argv=None):
     if config.verbose == 0:
         keras.config.disable_interactive_logging()
     try:
+        if config.experiment:
+            from trainers.ppssl_experiments import run_from_config
+
+            run_from_config(config)
+            return 0
         run(config)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.export:
+            print(f"last good SavedModel: {error.export}", file=sys.stderr)
+        return 3
     return 0
 
 
