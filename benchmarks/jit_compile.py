@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from datasets import load_dataset
 from trainers.config import RunConfig
-from trainers.experiment import _train_stream, build_model, make_split
+from trainers.experiment import build_model, make_split, train_inputs
 from trainers.teacher_setup import prepare_teacher
 
 DEFAULT_METHODS = "supervised,pseudo_label,mean_teacher,hpl,l2i_v1,ppssl"
@@ -50,8 +50,8 @@ def build(method, jit_compile, data, cached, num_batches=20):
     teacher, split = prepare_teacher(method, data, split, config, 0)
     model, scaler = build_model(method, config, data, split, steps=100)
     if method not in cached:
-        stream, _ = _train_stream(model, data, split, scaler, teacher, config, 0)
-        cached[method] = _stack(list(stream.take(num_batches)))
+        make_stream, _ = train_inputs(model, data, split, scaler, teacher, config, 0)
+        cached[method] = _stack(list(make_stream().take(num_batches)))
     batches = tf.data.Dataset.from_tensor_slices(cached[method]).repeat()
     model.make_train_function()
     return model, model.train_function, iter(batches)

@@ -23,7 +23,7 @@ from keras_ssr.callbacks.resumable_checkpoint import training_variables
 from keras_ssr.methods.registry import method_names
 from tests import multi_worker_hpl
 from trainers.config import RunConfig
-from trainers.experiment import _train_stream, build_model, make_split
+from trainers.experiment import build_model, make_split, train_inputs
 from trainers.teacher_setup import prepare_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +61,10 @@ def _fit(method, strategy=None, jit_compile=False):
     with strategy.scope() if strategy else contextlib.nullcontext():
         model, scaler = build_model(method, config, data, split, steps=3)
     assert model.jit_compile or not jit_compile  # off: Keras' auto (off on CPU)
-    stream, _ = _train_stream(model, data, split, scaler, teacher, config, 0)
-    history = model.fit(stream, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
+    make_stream, _ = train_inputs(model, data, split, scaler, teacher, config, 0)
+    history = model.fit(
+        make_stream(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False
+    )
     state = [np.asarray(v) for v in training_variables(model)]
     return history.history, state
 

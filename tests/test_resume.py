@@ -21,7 +21,7 @@ from keras_ssr.callbacks.resumable_checkpoint import (
     training_variables,
 )
 from trainers.config import RunConfig
-from trainers.experiment import _train_stream, build_model, make_split
+from trainers.experiment import build_model, make_split, train_inputs
 from trainers.teacher_setup import prepare_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,8 +175,8 @@ def _model_and_stream(method, data):
     split = make_split(data, _CONFIG, 0, method)
     teacher, split = prepare_teacher(method, data, split, _CONFIG, 0)
     model, scaler = build_model(method, _CONFIG, data, split, 4)
-    stream, _ = _train_stream(model, data, split, scaler, teacher, _CONFIG, 0)
-    return model, stream
+    make_stream, _ = train_inputs(model, data, split, scaler, teacher, _CONFIG, 0)
+    return model, make_stream()
 
 
 @pytest.mark.parametrize("method", ["hpl", "mean_teacher", "ppssl", "l2i_v2"])

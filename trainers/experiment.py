@@ -174,7 +174,7 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     )
     with strategy.scope():
         model, scaler = build_model(method, config, data, split, steps)
-    _, views = _train_stream(model, data, split, scaler, teacher, config, seed)
+    make_stream, views = train_inputs(model, data, split, scaler, teacher, config, seed)
     validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
     checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
     tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
@@ -187,7 +187,7 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     try:
         history = fit_resumable(
             model,
-            lambda: _train_stream(model, data, split, scaler, teacher, config, seed)[0],
+            make_stream,
             resumable,
             epochs=config.epochs,
             resume=getattr(config, "resume", False),
@@ -342,25 +342,37 @@ def _teacher_labels(teacher, data, scaler, labeled, unlabeled):
     )
 
 
-def _train_stream(model, data, split, scaler, teacher, config, seed):
-    """The three-stream training pipeline (with teacher labels) and its views."""
+def train_inputs(model, data, split, scaler, teacher, config, seed):
+    """`(make_stream, views)`: the training pipeline's inputs, prepared once.
+
+    The views, the hold-out split, the teacher's labels and the closed-form
+    lambda are computed here, once per (method, seed); `make_stream()` then
+    builds a fresh three-stream `tf.data` pipeline over them (one per `fit`
+    call, see `fit_resumable`).
+    """
     # Prediction-powered gradients need the unlabeled rows unaugmented.
     views, augment = make_views(data, split, config, unaugmented=teacher is not None)
     labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
     labels = _teacher_labels(teacher, data, scaler, labeled, split.unlabeled)
     _calibrate(model, data, scaler, labeled, split.unlabeled, labels, config)
-    stream = make_train_stream(
-        _rows(data, scaler, labeled),
-        data.x[split.unlabeled],
-        views,
-        labeled_batch_size=config.batch_size,
-        unlabeled_batch_size=config.unlabeled_batch_size,
-        holdout=None if holdout is None else _rows(data, scaler, holdout),
-        teacher=labels,
-        labeled_augment=augment,
-        seed=seed,
-    )
-    return stream, views
+    labeled_rows = _rows(data, scaler, labeled)
+    holdout_rows = None if holdout is None else _rows(data, scaler, holdout)
+    unlabeled_x = data.x[split.unlabeled]
+
+    def make_stream():
+        return make_train_stream(
+            labeled_rows,
+            unlabeled_x,
+            views,
+            labeled_batch_size=config.batch_size,
+            unlabeled_batch_size=config.unlabeled_batch_size,
+            holdout=holdout_rows,
+            teacher=labels,
+            labeled_augment=augment,
+            seed=seed,
+        )
+
+    return make_stream, views
 
 
 def _calibrate(model, data, scaler, labeled, unlabeled, labels, config):
