@@ -351,7 +351,13 @@ def train_inputs(model, data, split, scaler, teacher, config, seed):
     call, see `fit_resumable`).
     """
     # Prediction-powered gradients need the unlabeled rows unaugmented.
-    views, augment = make_views(data, split, config, unaugmented=teacher is not None)
+    views, augment = make_views(
+        data,
+        split,
+        config,
+        unaugmented=teacher is not None,
+        vocabulary=getattr(model.regressor.backbone, "vocabulary", None),
+    )
     labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
     labels = _teacher_labels(teacher, data, scaler, labeled, split.unlabeled)
     _calibrate(model, data, scaler, labeled, split.unlabeled, labels, config)

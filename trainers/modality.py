@@ -104,19 +104,21 @@ def _backbone(name, data, split, config):
     )
 
 
-def make_views(data, split, config, unaugmented=False):
+def make_views(data, split, config, unaugmented=False, vocabulary=None):
     """`(views, labeled_augment)` for the training stream.
 
     `views(x, seed) -> (weak, strong)` makes the unlabeled views;
     `labeled_augment` is the weak view applied to labeled images (FixMatch), or
     `None`. With `unaugmented` (prediction-powered methods, whose unbiasedness
     needs the teacher's predictions on the very rows the student sees) the weak
-    view is the raw input.
+    view is the raw input. Text views take synonyms for the words of
+    `vocabulary` (pass the backbone's, e.g. `BiLSTMBackbone.vocabulary`, so it
+    is not built twice); by default the training texts' vocabulary is built.
     """
     if data.modality == "image":
         return _image_views(data, config, unaugmented)
     if data.modality == "text":
-        return _text_views(data, split, config), None
+        return _text_views(data, split, config, vocabulary), None
     views = TabularViews.fit(
         data.x[split.train],
         weak_noise=0.0 if unaugmented else config.weak_noise,
@@ -161,11 +163,15 @@ class _RawWeak:
         return tf.cast(x, "float32"), self.views.strong(x, seed)
 
 
-def _text_views(data, split, config):
+def _text_views(data, split, config, vocabulary):
     from keras_ssr.data.synonyms import build_synonym_table
     from keras_ssr.data.text_views import TextViews
 
-    vocabulary = _words(_texts(data.x[split.train]))
+    if vocabulary is None:
+        from keras_ssr.models.bilstm_backbone import build_vocabulary
+
+        # The same vocabulary BiLSTMBackbone.from_texts builds by default.
+        vocabulary = build_vocabulary(_texts(data.x[split.train]))
     table = build_synonym_table(
         vocabulary, source=config.synonym_source, path=config.synonym_file
     )
@@ -179,12 +185,6 @@ def _text_views(data, split, config):
 def _texts(x):
     """Every text of `x` as one flat list (sentence pairs are flattened)."""
     return [str(t) for t in x.reshape(-1)]
-
-
-def _words(texts):
-    from keras_ssr.models.bilstm_backbone import build_vocabulary
-
-    return build_vocabulary(texts)  # the backbone's default vocabulary
 
 
 def input_spec(data):
