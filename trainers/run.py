@@ -472,8 +472,7 @@ def _export_best(best, config, run_name, spec):
     """Exports each method's best-validation seed; returns method -> path/seed."""
     exports = {}
     for method, result in best.items():
-        path = next_version_dir(os.path.join(config.export_dir, run_name, method))
-        export_regressor(result.regressor, path, spec)
+        path = _export(result.regressor, config, run_name, method, spec)
         exports[method] = {"path": path, "seed": result.seed}
     return exports
 
@@ -482,8 +481,13 @@ def _export_last_good(error, config, run_name, data):
     """Exports a diverged run's last good weights; returns the path or `None`."""
     if error.regressor is None:
         return None
-    path = next_version_dir(os.path.join(config.export_dir, run_name, error.method))
-    export_regressor(error.regressor, path, input_spec(data))
+    return _export(error.regressor, config, run_name, error.method, input_spec(data))
+
+
+def _export(regressor, config, run_name, method, spec):
+    """Exports `regressor` as the next version of `method`; returns the path."""
+    path = next_version_dir(os.path.join(config.export_dir, run_name, method))
+    export_regressor(regressor, path, spec)
     return path
 
 
