@@ -116,11 +116,17 @@ def _augmented(batches, augment, seed):
     """`batches` of `(x, y, ...)` with `augment(x, seed)` applied to `x`."""
     if augment is None:
         return batches
+    return _seeded_map(
+        batches, lambda rows, s: (augment(rows[0], s),) + tuple(rows[1:]), seed
+    )
+
+
+def _seeded_map(batches, function, seed):
+    """`function(batch, s)` over `batches`, `s` a fresh stateless seed `(2,)`
+    per batch drawn from `seed`: parallel, in order, reproducible."""
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     return tf.data.Dataset.zip(batches, seeds).map(
-        lambda rows, s: (augment(rows[0], s),) + tuple(rows[1:]),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+        function, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
 
 
@@ -138,12 +144,7 @@ def _unlabeled(x, y, yhat, views, batch_size, seed):
     if yhat is not None:
         rows["teacher"] = yhat
     batches = _repeated(rows, batch_size, seed + 104729)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
-    return tf.data.Dataset.zip(batches, seeds).map(
-        lambda batch, s: _with_views(batch, views, s),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    return _seeded_map(batches, lambda batch, s: _with_views(batch, views, s), seed)
 
 
 def _with_views(batch, views, seed):
