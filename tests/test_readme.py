@@ -13,7 +13,7 @@ def _block_after(heading):
 
 
 def test_library_example_runs():
-    code = _block_after("## Using the library directly")
+    code = _block_after("## Library quickstart")
     code = code.replace("epochs=10", "epochs=1").replace(
         "steps_per_epoch=54", "steps_per_epoch=2"
     )

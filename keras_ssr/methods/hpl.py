@@ -36,10 +36,8 @@ class HPL(PseudoLabel):
     unlabeled batches (stop-gradient) and adds one backbone forward of the
     hold-out batch (in inference mode: dropout off, BatchNorm moving
     statistics), plus the head-sized unroll. It runs before the theta update,
-    on the head at theta_t, every `meta_period` steps. Measured cost
-    (BENCHMARKS.md): 1.03-1.10x a PseudoLabel step at period 1 and 1.00-1.05x
-    at period 5 when the backbone dominates; 1.2-1.3x on a small MLP on CPU,
-    where g_phi's own ops weigh as much as the backbone's.
+    on the head at theta_t, every `meta_period` steps. Its measured cost is in
+    BENCHMARKS.md, "What does HPL's bilevel step cost?".
 
     Args:
         regressor: the `SSRRegressor` to train.
