@@ -7,6 +7,7 @@ by hand (UTKFace, IMDB-WIKI-DIR, AgeDB-DIR, STS-B; see each module's layout).
 from datasets import (
     age_dir,
     california_housing,
+    rotated_fashion_mnist,
     rotated_mnist,
     stsb,
     synthetic_two_group,
@@ -18,6 +19,7 @@ DATASETS = {
     "agedb_dir": age_dir.load_agedb_dir,
     "california_housing": california_housing.load,
     "imdb_wiki_dir": age_dir.load_imdb_wiki_dir,
+    "rotated_fashion_mnist": rotated_fashion_mnist.load,
     "rotated_mnist": rotated_mnist.load,
     "stsb": stsb.load,
     "synthetic_two_group": synthetic_two_group.load,
