@@ -12,6 +12,12 @@ it prints instead, for every HPL run logged with `--group-diagnostics`, the
 per-group mean sigma^2 and mean |pseudo-label error| (benchmark mode) at the
 best epoch and at the last epoch, the rank of each group, and Spearman's
 correlation of sigma^2 with |error| every few epochs (HPL paper, Fig. 4).
+With `--final` (for the final protocol's log only, once the protocol is
+fixed) it reads the `.test.jsonl` companion and prints the test table: test
+MAE and MSE (mean +- std over seeds), the paired difference to Supervised
+(mean +- std over seeds) and the fraction of the Supervised -> Fully-supervised
+gap each method closes, `(sup - method) / (sup - fully_supervised)` on the
+seed means.
 
 Example:
 
@@ -92,6 +98,13 @@ def mechanism_rows(records, every=5):
                 f"{sigma2[group][last]:.3f} | "
                 f"{err[last] if err else float('nan'):.2f} | {rank} |"
             )
+        if error:
+            groups = list(sigma2)
+            lines.append(
+                "Spearman across groups of (mean sigma^2, mean abs error): "
+                f"best epoch {_group_spearman(sigma2, error, groups, best):.2f}, "
+                f"last epoch {_group_spearman(sigma2, error, groups, last):.2f}"
+            )
         if "spearman" in history:
             shown = range(0, last + 1, every)
             lines.append(
@@ -104,15 +117,61 @@ def mechanism_rows(records, every=5):
     return lines
 
 
+def _group_spearman(sigma2, error, groups, epoch):
+    from keras_ssr.callbacks.hpl_diagnostics import spearman
+
+    return spearman(
+        [sigma2[g][epoch] for g in groups], [error[g][epoch] for g in groups]
+    )
+
+
+def final_rows(log_path, dataset=None, metric="mae"):
+    path = log_path.removesuffix(".jsonl") + ".test.jsonl"
+    tests = read_log(path, dataset)
+    by_method = {}
+    for r in tests:
+        by_method.setdefault(r["method"], {})[r["seed"]] = r["test"]
+    sup, full = by_method.get("supervised"), by_method.get("fully_supervised")
+    lines = [
+        f"| method | seeds | test MAE | test MSE | {metric.upper()} - supervised "
+        "(paired) | gap closed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, by_seed in by_method.items():
+        seeds = sorted(by_seed)
+        values = [by_seed[s][metric] for s in seeds]
+        paired = gap = ""
+        if sup and method != "supervised":
+            common = [s for s in seeds if s in sup]
+            diff = [by_seed[s][metric] - sup[s][metric] for s in common]
+            paired = _mean_std(diff) if diff else ""
+        if sup and full and method not in ("supervised", "fully_supervised"):
+            base = np.mean([v[metric] for v in sup.values()])
+            top = np.mean([v[metric] for v in full.values()])
+            gap = f"{(base - np.mean(values)) / (base - top):.0%}"
+        lines.append(
+            f"| {method} | {','.join(map(str, seeds))} "
+            f"| {_mean_std([by_seed[s]['mae'] for s in seeds])} "
+            f"| {_mean_std([by_seed[s]['mse'] for s in seeds])} | {paired} | {gap} |"
+        )
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gain_summary")
     parser.add_argument("log")
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--paired", default=None, help="TAG:METHOD of the baseline")
     parser.add_argument("--mechanism", action="store_true")
+    parser.add_argument(
+        "--final", action="store_true", help="test table of the final protocol's log"
+    )
     args = parser.parse_args(argv)
     if args.log.endswith(".test.jsonl"):
         parser.error("this table reads validation logs only, not .test.jsonl")
+    if args.final:
+        print("\n".join(final_rows(args.log, args.dataset)))
+        return 0
     records = read_log(args.log, args.dataset)
     if args.mechanism:
         print("\n".join(mechanism_rows(records)))
