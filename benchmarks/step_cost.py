@@ -231,7 +231,7 @@ def build(constructor, kwargs, hidden_units, jit, data, split, scaler, seed):
     model = constructor(regressor, **kwargs)
     model.build((None, data.num_features))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     model.make_train_function()
     return model
 

@@ -30,7 +30,7 @@ def compiled(method_cls, regressor, d=4, optimizer=None, **kwargs):
     model = method_cls(regressor, **kwargs)
     model.build((None, d))
     model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     return model
 
 

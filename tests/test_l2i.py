@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_ssr.methods.imputers import EMATeacher, OwnPrediction
 from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.models.mlp_backbone import MLPBackbone
@@ -28,7 +29,7 @@ from tests.helpers import (
 def _build(model, d=3, learning_rate=0.1):
     model.build((None, d))
     model.compile(optimizer=keras.optimizers.SGD(learning_rate))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     return model
 
 
@@ -125,8 +126,11 @@ def test_v1_trains_on_the_updated_labels(float64, unroll):
     parts = model.forward(batch)
     grad, _ = model.imputation_gradient(batch, parts)
     z_hat = parts["z"] - eta_z * grad
-    grads, variables, terms = model.compute_gradients(batch)
-    assert variables == model.regressor.trainable_weights
+    grads, terms = model.compute_gradients(batch)
+    grads = grads["regressor"]
+    assert model.variable_groups()["regressor"].variables == (
+        model.regressor.trainable_weights
+    )
     for got, exp in zip(
         grads, _ordinary_gradient(model, batch, z_hat, lam), strict=True
     ):
@@ -149,7 +153,7 @@ def test_v2_extra_gradient_matches_finite_differences(float64, unroll):
     batch = batch64(seed=3)
     reg = model.regressor
     x_w = batch["unlabeled"][0]
-    grads, _, _ = model.compute_gradients(batch)
+    grads = model.compute_gradients(batch)[0]["regressor"]
     target = tf.stop_gradient(reg.standardized(x_w))
     ordinary = _ordinary_gradient(model, batch, target, lam)
     parts = model.forward(batch)
@@ -187,14 +191,14 @@ def test_mean_teacher_v2_targets_from_teacher_hypergradient_via_student(float64)
     teacher_model = _l2i64(imputer="mean_teacher", **kwargs)
     keras.utils.set_random_seed(4)
     student_model = _l2i64(imputer="pseudo_label", **kwargs)
-    teacher = teacher_model.teacher
+    teacher = teacher_model.imputer.teacher
     teacher.head.kernel.assign(2.0 * teacher.head.kernel)  # teacher != student
     batch = batch64(seed=5)
     x_w = batch["unlabeled"][0]
     extras = []
     for model, imputer in ((teacher_model, teacher), (student_model, None)):
         target = (imputer or model.regressor).standardized(x_w)
-        grads, _, _ = model.compute_gradients(batch)
+        grads = model.compute_gradients(batch)[0]["regressor"]
         base = _ordinary_gradient(model, batch, target, lam)
         extras.append([(g - o).numpy() for g, o in zip(grads, base, strict=True)])
     for a, b in zip(*extras, strict=True):
@@ -219,7 +223,7 @@ def test_head_and_full_unroll_agree_when_only_the_head_trains(float64, variant):
         batch = batch64(seed=6)
         parts = model.forward(batch)
         grad, holdout_loss = model.imputation_gradient(batch, parts)
-        grads, _, _ = model.compute_gradients(batch)
+        grads = model.compute_gradients(batch)[0]["regressor"]
         results.append([grad, holdout_loss] + list(grads))
     assert np.abs(results[0][0].numpy()).max() > 1e-4
     for a, b in zip(*results, strict=True):
@@ -384,8 +388,8 @@ def test_get_config_round_trip_and_bad_options():
     )
     clone = L2I.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
-    assert clone.teacher is not None and clone.ema_decay == 0.99
-    assert L2I(make_regressor()).teacher is None  # pseudo-label imputer
+    assert isinstance(clone.imputer, EMATeacher) and clone.ema_decay == 0.99
+    assert isinstance(L2I(make_regressor()).imputer, OwnPrediction)
     for name, bad, valid in (
         ("variant", "v3", "('v1', 'v2')"),
         ("imputer", "mixmatch", "('pseudo_label', 'mean_teacher')"),

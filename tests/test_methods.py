@@ -80,8 +80,8 @@ def test_supervised_ignores_the_unlabeled_stream():
         batch, unlabeled=(batch["unlabeled"][0] * 0 + 5, batch["unlabeled"][1] * 3)
     )
     model = compiled(Supervised, make_regressor())
-    a = model.compute_gradients(batch)[0]
-    b = model.compute_gradients(other)[0]
+    a = model.compute_gradients(batch)[0]["regressor"]
+    b = model.compute_gradients(other)[0]["regressor"]
     for ga, gb in zip(a, b, strict=True):
         np.testing.assert_array_equal(ga, gb)
 
@@ -107,13 +107,14 @@ def test_mean_teacher_ema_matches_hand_computation():
     expected = [t.copy() for t in teacher0]
     for _ in range(2):
         replay.optimizer.apply(
-            replay.compute_gradients(batch)[0], replay.trainable_weights_to_update()
+            replay.compute_gradients(batch)[0]["regressor"],
+            replay.regressor.trainable_weights,
         )
         student = [w.numpy() for w in replay.regressor.weights]
         expected = [
             decay * t + (1 - decay) * s for t, s in zip(expected, student, strict=True)
         ]
-        replay.update_teacher()
+        replay.imputer.update(replay.regressor)
     for w, e in zip(model.teacher.weights, expected, strict=True):
         np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-7)
     assert model.teacher.trainable_weights == []  # the teacher is not trained
@@ -178,6 +179,6 @@ def test_fit_under_mirrored_strategy_matches_one_device(two_device_strategy):
 def test_unknown_method_lists_valid_names():
     with pytest.raises(
         ValueError,
-        match="Valid methods: hpl, hpl_joint, l2i_v1, l2i_v2, mean_teacher, only_lab",
+        match="Valid methods: fully_supervised, hpl, hpl_joint, l2i_v1, l2i_v2, mean_",
     ):
         get_method("fixmatch")

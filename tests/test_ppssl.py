@@ -38,7 +38,7 @@ def _model(regressor, lr=0.1, optimizer=None, **kwargs):
     model = PPSSL(regressor, dtype=regressor.dtype_policy.name, **kwargs)
     model.build((None, D))
     model.compile(optimizer=optimizer or keras.optimizers.SGD(lr))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     return model
 
 
@@ -109,18 +109,21 @@ def test_g0_is_labeled_gradient_and_g1_is_ppi_gradient(float64, mode, lam):
     model = _model(make_regressor(hidden=(6,), dtype="float64"), lambda_mode=mode)
     model.lambda_variable.assign(lam)
     batch = _batch(rng)
-    grads, variables, terms = model.compute_gradients(batch)
+    grads, terms = model.compute_gradients(batch)
     g_l, ghat_l, ghat_u = _taped(model, batch)
     expected = [
         gl + lam * (gu - gh) for gl, gh, gu in zip(g_l, ghat_l, ghat_u, strict=True)
     ]
-    n = len(model.regressor.trainable_weights)
-    assert variables[:n] == model.regressor.trainable_weights
-    for got, exp in zip(grads[:n], expected, strict=True):
+    groups = model.variable_groups()
+    assert groups["regressor"].variables == model.regressor.trainable_weights
+    for got, exp in zip(grads["regressor"], expected, strict=True):
         np.testing.assert_allclose(got, exp, rtol=1e-10, atol=1e-12)
     assert float(terms["lambda"]) == lam
-    if mode == "adaptive":  # one extra entry: d_t for lambda
-        assert variables[n:] == [model.lambda_variable] and len(grads) == n + 1
+    if mode == "adaptive":  # one more group: lambda, with d_t as its gradient
+        assert groups["lambda"].variables == [model.lambda_variable]
+        assert len(grads["lambda"]) == 1
+    else:
+        assert set(grads) == {"regressor"}
 
 
 def test_tensor_gradient_and_lambda_slope_match_linear_numpy(float64):
@@ -129,10 +132,10 @@ def test_tensor_gradient_and_lambda_slope_match_linear_numpy(float64):
     _perturb(model, rng)
     model.lambda_variable.assign(0.3)
     batch = _batch(rng)
-    grads, _, terms = model.compute_gradients(batch)
+    grads, terms = model.compute_gradients(batch)
     g_l, ghat_l, ghat_u = _numpy_terms(model, batch)
     g = g_l + 0.3 * (ghat_u - ghat_l)  # eq. 6
-    np.testing.assert_allclose(_flat(grads[:-1]), g, rtol=1e-10)
+    np.testing.assert_allclose(_flat(grads["regressor"]), g, rtol=1e-10)
     d = 2.0 * g @ (ghat_u - ghat_l)  # eq. 12
     assert float(terms["lambda_gradient"]) == pytest.approx(d, rel=1e-10)
 

@@ -1,88 +1,369 @@
-"""`RunConfig`: every setting of a training run, with the embedded defaults."""
+"""`RunConfig`: every setting of a training run, in sections that match the CLI.
+
+The trainer's own sections (data, model, views, training, teacher,
+distribution, output) are defined here; the method sections (`ssl`, `hpl`,
+`l2i`, ...) come with the methods (`keras_ssr.methods.registry.config_sections`).
+Each section validates its values once, when it is built; `trainers.run`
+generates its flags from the sections' fields.
+"""
 
 import dataclasses
+import math
+
+from datasets import dataset_names
+from keras_ssr.config_section import ConfigSection, option, parse_ints
+from keras_ssr.methods.registry import config_sections, method_names
+from keras_ssr.modalities import all_backbones
+from trainers.distribution import STRATEGIES
+
+
+def parse_names(text):
+    """`"a,b"` -> `("a", "b")`, blanks dropped."""
+    return tuple(m.strip() for m in str(text).split(",") if m.strip())
+
+
+def parse_seeds(text):
+    """`"0"`, `"0,1,2"` or a range `"0-4"` -> a tuple of ints."""
+    try:
+        if "-" in text:
+            low, high = (int(v) for v in text.split("-"))
+            return tuple(range(low, high + 1))
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: use '0', '0,1,2' or '0-4'") from None
+
+
+def check_range(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Raises a `ValueError` naming the flag if `value` is outside the range."""
+    if value is None:
+        return
+    flag = "--" + name.replace("_", "-")
+    bad = not math.isfinite(value)
+    bad = bad or (low is not None and (value <= low if low_open else value < low))
+    bad = bad or (high is not None and (value >= high if high_open else value > high))
+    if bad:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{flag} {value} is outside {left}{lo}, {hi}{right}")
+
+
+@dataclasses.dataclass
+class DataConfig(ConfigSection):
+    """Which data set, how it is read, and how it is split."""
+
+    name = "data"
+    title = "data: data set, split, label budget"
+
+    dataset: str = option("california_housing", f"one of: {', '.join(dataset_names())}")
+    label_ratio: float | None = option(
+        0.05, "fraction of training rows labeled, in (0, 1] (or --num-labels)"
+    )
+    num_labels: int | None = option(
+        None, "number of labeled training rows instead of a ratio"
+    )
+    validation_ratio: float = option(
+        0.1, "fraction of rows held out for validation (model selection)"
+    )
+    test_ratio: float = option(0.2, "fraction of rows held out for test")
+    holdout_fraction: float = option(
+        0.0,
+        "0: hold-out batches resample the labeled rows; >0: set this fraction "
+        "of labeled rows aside as a separate hold-out split (methods with a "
+        "hold-out stream: HPL, L2I)",
+    )
+    benchmark_mode: bool = option(
+        False, "give diagnostics (not training) the unlabeled ground truth"
+    )
+    data_dir: str | None = option(
+        None,
+        "folder of an on-disk dataset (utkface, imdb_wiki_dir, agedb_dir, stsb); "
+        "default $KERAS_SSR_DATA_DIR/<dataset> or ~/keras_ssr_data/<dataset>",
+    )
+    protocol: str | None = option(None, "dataset protocol, e.g. hpl|ucvme_ssl|rankup")
+    image_size: int | None = option(None, "images are resized to this")
+    on_corrupt: str | None = option(
+        None,
+        "corrupt image files: report each and skip it, or stop",
+        choices=("skip", "raise"),
+    )
+
+    def __post_init__(self):
+        if self.dataset not in dataset_names():
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; valid: {', '.join(dataset_names())}"
+            )
+        if (self.label_ratio is None) == (self.num_labels is None):
+            raise ValueError("give exactly one of --label-ratio and --num-labels")
+        check_range("label_ratio", self.label_ratio, 0.0, 1.0, low_open=True)
+        check_range("num_labels", self.num_labels, 1)
+        check_range("validation_ratio", self.validation_ratio, 0.0, 1.0, high_open=True)
+        check_range("test_ratio", self.test_ratio, 0.0, 1.0, high_open=True)
+        check_range("holdout_fraction", self.holdout_fraction, 0.0, 1.0, high_open=True)
+        check_range("image_size", self.image_size, 1)
+
+    def loader_kwargs(self, accepted):
+        """The loader arguments set by flags; a set flag the data set does not
+        take (`accepted`) is refused."""
+        given = {
+            k: getattr(self, k)
+            for k in ("data_dir", "protocol", "image_size", "on_corrupt")
+            if getattr(self, k) is not None
+        }
+        unknown = ["--" + k.replace("_", "-") for k in given if k not in accepted]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} does not apply to dataset {self.dataset}: "
+                "drop the flag (it is for datasets read from disk)."
+            )
+        return given
+
+
+@dataclasses.dataclass
+class ModelConfig(ConfigSection):
+    """The backbone and its settings (read by the data's modality)."""
+
+    name = "model"
+    title = "model: backbone"
+
+    backbone: str = option(
+        "auto",
+        "auto: mlp (tabular), small_cnn (image), bilstm (text)",
+        choices=("auto",) + all_backbones(),
+    )
+    hidden_units: tuple = option(
+        (256, 128), "MLP backbone widths, comma-separated", parse=parse_ints
+    )
+    dropout: float = option(0.0, "dropout rate of the backbone")
+    input_clip: float | None = option(
+        None,
+        "clip standardised inputs to [-c, c] (robust to extreme raw values)",
+    )
+    resnet_weights: str | None = option(None, "local ImageNet ResNet-50 .h5 file")
+    glove: str | None = option(None, "glove.*.txt file (default: packaged 6B-50d)")
+
+    def __post_init__(self):
+        self.hidden_units = tuple(int(u) for u in self.hidden_units)
+        if not self.hidden_units or min(self.hidden_units) < 1:
+            raise ValueError(f"--hidden-units {self.hidden_units}: widths must be >= 1")
+        check_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_range("input_clip", self.input_clip, 0.0, low_open=True)
+
+
+@dataclasses.dataclass
+class ViewsConfig(ConfigSection):
+    """The weak and strong views (read by the data's modality)."""
+
+    name = "views"
+    title = "views: weak/strong augmentation (tabular, image, text)"
+
+    weak_noise: float = option(
+        0.05, "weak view: Gaussian noise in feature standard deviations"
+    )
+    strong_noise: float = option(0.2, "strong view: Gaussian noise (tabular)")
+    strong_dropout: float = option(
+        0.2, "strong view: probability a feature is replaced by its mean"
+    )
+    augment_ops: str = option(
+        "auto",
+        "RandAugment operations; auto keeps orientation for angle targets",
+        choices=("auto", "all", "photometric", "orientation_preserving"),
+    )
+    randaugment_ops: int = option(3, "RandAugment operations per image")
+    randaugment_magnitude: float = option(4.0, "RandAugment magnitude (of 10)")
+    synonym_source: str = option(
+        "auto",
+        "synonyms for the strong text view",
+        choices=("auto", "wordnet", "mythes", "moby", "file"),
+    )
+    synonym_file: str | None = option(
+        None, "word<TAB>synonym<TAB>... file (--synonym-source file)"
+    )
+    synonym_replace: float = option(0.3, "probability a word is replaced")
+    synonym_insert: float = option(0.1, "probability a synonym is inserted")
+
+    def __post_init__(self):
+        for name in ("weak_noise", "strong_noise", "randaugment_magnitude"):
+            check_range(name, getattr(self, name), 0.0)
+        for name in ("strong_dropout", "synonym_replace", "synonym_insert"):
+            check_range(name, getattr(self, name), 0.0, 1.0)
+        check_range("randaugment_ops", self.randaugment_ops, 0)
+
+
+@dataclasses.dataclass
+class TrainingConfig(ConfigSection):
+    """Methods, seeds, budget, batches and the optimizer."""
+
+    name = "training"
+    title = "training: methods, seeds, budget, optimizer"
+
+    methods: tuple = option(
+        ("supervised", "pseudo_label", "mean_teacher"),
+        f"comma-separated, from: {', '.join(method_names())}",
+        parse=parse_names,
+    )
+    seeds: tuple = option(
+        (0,), "seeds: '0', '0,1,2' or a range '0-4'", parse=parse_seeds
+    )
+    epochs: int = option(40, "training epochs")
+    steps_per_epoch: int | None = option(
+        None, "default: one pass over the larger of the labeled/unlabeled sets"
+    )
+    batch_size: int = option(
+        64, "labeled (and hold-out) batch size, global over replicas"
+    )
+    unlabeled_batch_size: int = option(256, "unlabeled batch size")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+
+    def __post_init__(self):
+        self.methods, self.seeds = tuple(self.methods), tuple(self.seeds)
+        unknown = [m for m in self.methods if m not in method_names()]
+        if unknown or not self.methods:
+            raise ValueError(
+                f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                f"valid: {', '.join(method_names())}"
+            )
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one seed")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "unlabeled_batch_size"):
+            check_range(name, getattr(self, name), 1)
+        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+
+
+@dataclasses.dataclass
+class TeacherConfig(ConfigSection):
+    """The fixed teacher of the methods that use one (PP-SSL family)."""
+
+    name = "teacher"
+    title = "fixed teacher (methods that use one: ppssl, ppi_*, ssl, only_labeled)"
+
+    teacher: str = option(
+        "linear_pretrain",
+        "linear_pretrain (least squares on --pretrain-size unlabeled rows, "
+        "removed from the unlabeled set) or a SavedModel / .keras path",
+    )
+    pretrain_size: int = option(500, "rows of the linear teacher's pretrain split")
+
+    def __post_init__(self):
+        check_range("pretrain_size", self.pretrain_size, 1)
+
+
+@dataclasses.dataclass
+class DistributionConfig(ConfigSection):
+    """Strategy, XLA, determinism, checkpoints and resume."""
+
+    name = "distribution"
+    title = "distribution, XLA, checkpoints"
+
+    strategy: str = option(
+        "auto",
+        "auto: MirroredStrategy when >1 GPU is visible; multi_worker: "
+        "MultiWorkerMirroredStrategy from the TF_CONFIG environment variable",
+        choices=STRATEGIES,
+    )
+    jit_compile: bool = option(False, "XLA-compile the train step (one device only)")
+    deterministic: bool = option(
+        False,
+        "seeds + TF op determinism: reruns give identical results (slower; "
+        "disables XLA)",
+    )
+    checkpoint_every: int = option(
+        200,
+        "save the full training state every N steps (and at every epoch end) "
+        "to <output-dir>/<run>/checkpoints/; 0: epoch ends only",
+    )
+    resume: bool = option(
+        False, "continue the run --run-name from its latest checkpoints"
+    )
+
+    def __post_init__(self):
+        check_range("checkpoint_every", self.checkpoint_every, 0)
+        if self.resume and self.strategy == "multi_worker":
+            raise ValueError(
+                "--resume is not supported with --strategy multi_worker yet: "
+                "restart the workers without --resume"
+            )
+
+    @property
+    def use_jit_compile(self):
+        """`--jit-compile`, unless `--deterministic` (which disables XLA)."""
+        return self.jit_compile and not self.deterministic
+
+
+@dataclasses.dataclass
+class OutputConfig(ConfigSection):
+    """Where results, TensorBoard logs, checkpoints and SavedModels go."""
+
+    name = "output"
+    title = "output"
+
+    output_dir: str = option(
+        "runs",
+        "runs root: <output-dir>/<run>/ gets results, TensorBoard, checkpoints",
+    )
+    export_dir: str = option(
+        "savedmodels", "SavedModels go to <export-dir>/<run>/<method>/<version>/"
+    )
+    run_name: str | None = option(None, "default: <dataset>_<date>-<time>")
+    verbose: int = option(
+        1, "Keras fit verbosity (1: progress bars)", choices=(0, 1, 2)
+    )
+    write_checkpoints: bool = option(
+        True, "write checkpoints (False on non-chief workers)", cli=False
+    )
+
+
+TRAINER_SECTIONS = (
+    DataConfig,
+    ModelConfig,
+    ViewsConfig,
+    TrainingConfig,
+    TeacherConfig,
+    DistributionConfig,
+    OutputConfig,
+)
 
 
 @dataclasses.dataclass
 class RunConfig:
-    """Settings of `python -m trainers.run`; the CLI flags map onto these fields.
+    """Every setting of `python -m trainers.run`, by section.
 
     The defaults are the embedded default job: California Housing, 5 % labels,
-    seed 0, Supervised vs PseudoLabel vs MeanTeacher, a few minutes on 2 CPU
-    cores.
+    seed 0, Supervised vs PseudoLabel vs MeanTeacher, about a minute on 2 CPU
+    cores. `methods` holds one section per method family (`ssl`,
+    `mean_teacher`, `hpl`, `l2i`, `ppssl`, ...), keyed by section name.
+
+    Example:
+
+    >>> config = RunConfig()
+    >>> config.training.epochs, config.methods["ssl"].unlabeled_weight
+    (40, 0.3)
     """
 
-    dataset: str = "california_housing"
-    # How a dataset is read (on-disk datasets) and what model/views it gets.
-    data_dir: str | None = None
-    protocol: str | None = None
-    image_size: int | None = None
-    on_corrupt: str | None = None
-    backbone: str = "auto"
-    resnet_weights: str | None = None
-    glove: str | None = None
-    augment_ops: str = "auto"
-    randaugment_ops: int = 3
-    randaugment_magnitude: float = 4.0
-    synonym_source: str = "auto"
-    synonym_file: str | None = None
-    synonym_replace: float = 0.3
-    synonym_insert: float = 0.1
-    methods: tuple = ("supervised", "pseudo_label", "mean_teacher")
-    label_ratio: float | None = 0.05
-    num_labels: int | None = None
-    seeds: tuple = (0,)
-    epochs: int = 40
-    steps_per_epoch: int | None = None
-    batch_size: int = 64
-    unlabeled_batch_size: int = 256
-    learning_rate: float = 1e-3
-    hidden_units: tuple = (256, 128)
-    dropout: float = 0.0
-    input_clip: float | None = None
-    unlabeled_weight: float = 0.3
-    rampup_fraction: float = 0.2
-    ema_decay: float = 0.99
-    weak_noise: float = 0.05
-    strong_noise: float = 0.2
-    strong_dropout: float = 0.2
-    unroll: str = "sgd"
-    unroll_learning_rate: float | None = None
-    meta_period: int = 1
-    meta_learning_rate: float = 1e-4
-    outer_log_variance_weight: float = 0.0
-    hpl_loss_form: str = "reference"
-    uncertainty_input: str = "reference"
-    log_variance_range: tuple = (-10.0, 10.0)
-    head_learning_rate: float | None = None
-    l2i_imputer: str = "pseudo_label"
-    l2i_unroll: str = "full"
-    l2i_unroll_learning_rate: float | None = None
-    imputation_learning_rate: float = 1.0
-    l2i_tanh_unlabeled: bool = False
-    holdout_fraction: float = 0.0
-    teacher: str = "linear_pretrain"
-    pretrain_size: int = 500
-    ppi_lambda: float | None = None
-    lambda_diameter: float = 1.0
-    closed_form_at: str = "ppi"
-    experiment: str | None = None
-    best_fixed_lambda: bool = False
-    sweep: tuple | None = None
-    experiment_epochs: int | None = None
-    benchmark_mode: bool = False
-    validation_ratio: float = 0.1
-    test_ratio: float = 0.2
-    output_dir: str = "runs"
-    export_dir: str = "savedmodels"
-    run_name: str | None = None
-    verbose: int = 1
-    strategy: str = "auto"
-    jit_compile: bool = False
-    deterministic: bool = False
-    checkpoint_every: int = 200
-    resume: bool = False
-    write_checkpoints: bool = True
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    views: ViewsConfig = dataclasses.field(default_factory=ViewsConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    distribution: DistributionConfig = dataclasses.field(
+        default_factory=DistributionConfig
+    )
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    methods: dict = dataclasses.field(
+        default_factory=lambda: {s.name: s() for s in config_sections()}
+    )
+    preset: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.distribution.resume and not self.output.run_name:
+            raise ValueError("--resume needs the --run-name of the run to continue")
 
     def to_dict(self):
+        """The configuration as nested plain data (for results.json)."""
         return dataclasses.asdict(self)
+
+
+def all_sections():
+    """Every section class: the trainer's, then the methods'."""
+    return TRAINER_SECTIONS + config_sections()

@@ -5,20 +5,24 @@ import numpy as np
 from keras_ssr.data.split import SSRSplit
 from keras_ssr.models.teacher import Teacher
 
-# Methods that train on a fixed teacher's pseudo-labels.
-TEACHER_METHODS = ("ppssl", "ppi_fixed", "ppi_closed_form", "ssl", "only_labeled")
 
-
-def prepare_teacher(method, data, split, config, seed):
+def prepare_teacher(entry, data, split, config, seed):
     """`(teacher, split)`: the teacher and the split it leaves for training.
 
-    `--teacher linear_pretrain` fits a least-squares linear teacher on
-    `--pretrain-size` rows taken (seeded) out of the unlabeled training rows,
-    so teacher and student data are disjoint; any other value is a path to a
-    SavedModel (from `keras_ssr.export`) or a `.keras` file. Other methods get
-    `(None, split)`.
+    For a method that declares `uses_teacher`: `--teacher linear_pretrain`
+    fits a least-squares linear teacher on `--pretrain-size` rows taken
+    (seeded) out of the unlabeled training rows, so teacher and student data
+    are disjoint; any other value is a path to a SavedModel (from
+    `keras_ssr.export`) or a `.keras` file. Other methods get `(None, split)`.
+
+    Args:
+        entry: the method's registry entry.
+        data: the `RegressionData`.
+        split: the seed's `SSRSplit`.
+        config: the `TeacherConfig` section.
+        seed: the run's seed.
     """
-    if method not in TEACHER_METHODS:
+    if not entry.uses_teacher:
         return None, split
     if config.teacher != "linear_pretrain":
         return Teacher.load(config.teacher), split

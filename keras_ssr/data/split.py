@@ -158,3 +158,47 @@ def resolve_num_labels(num_train, label_ratio=None, num_labels=None):
             "training rows that keep their label, e.g. 0.05 for 5 %."
         )
     return max(1, int(round(label_ratio * num_train)))
+
+
+def with_validation(split_rows, validation_ratio, seed):
+    """`split_rows` with a validation part for model selection.
+
+    Protocols without one (RankUp's UTKFace, GLUE STS-B: train and test only)
+    get `validation_ratio` of their train rows, drawn with `seed`, so the test
+    rows are never used to pick the best epoch. The protocol's labeling order
+    keeps its order, minus the rows moved to validation.
+    """
+    if len(split_rows["validation"]):
+        return split_rows
+    train = np.asarray(split_rows["train"])
+    count = max(1, int(round(validation_ratio * len(train))))
+    if count >= len(train):
+        raise ValueError(
+            f"the protocol has no validation rows and {len(train)} train rows: "
+            "too few to hold out a validation part."
+        )
+    validation = np.random.default_rng(seed + 2).permutation(train)[:count]
+    rows = dict(split_rows, validation=np.sort(validation))
+    rows["train"] = np.setdiff1d(train, validation)
+    order = split_rows.get("labeled_order")
+    if order is not None:
+        rows["labeled_order"] = np.asarray(order)[~np.isin(order, validation)]
+    return rows
+
+
+def holdout_split(labeled, fraction, seed):
+    """`(labeled rows, hold-out rows)`: with `fraction` 0 the hold-out stream
+    samples the labeled rows independently (`None`); otherwise that fraction of
+    the labeled rows is set aside as a separate hold-out split."""
+    if not fraction:
+        return labeled, None
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout_fraction={fraction} must be in [0, 1).")
+    count = max(1, int(round(fraction * len(labeled))))
+    if count >= len(labeled):
+        raise ValueError(
+            f"holdout_fraction={fraction} leaves no labeled rows out of "
+            f"{len(labeled)}: use a smaller --holdout-fraction or more labels."
+        )
+    order = np.random.default_rng(seed + 1).permutation(labeled)
+    return np.sort(order[count:]), np.sort(order[:count])

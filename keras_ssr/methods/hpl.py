@@ -1,20 +1,80 @@
 """`HPL`: heteroscedastic pseudo-labels with bilevel uncertainty learning."""
 
+import dataclasses
+import os
+
 import keras
 import tensorflow as tf
 
 from keras_ssr.bilevel.head_unroll import dense_apply, read_adam_state, unroll_head
+from keras_ssr.callbacks.hpl_diagnostics import HPLDiagnostics
+from keras_ssr.config_section import ConfigSection, option, parse_floats
 from keras_ssr.losses.heteroscedastic_loss import (
     LOSS_FORMS,
     batch_reduce,
     heteroscedastic_loss,
 )
-from keras_ssr.methods.conditional_apply import apply_if
 from keras_ssr.methods.pseudo_label import PseudoLabel
-from keras_ssr.methods.ssr_model import check_choice, num_replicas
-from keras_ssr.models.uncertainty_learner import UncertaintyLearner
+from keras_ssr.methods.ssr_model import (
+    SSLConfig,
+    VariableGroup,
+    check_choice,
+    num_replicas,
+)
+from keras_ssr.models.uncertainty_learner import INPUT_FORMS, UncertaintyLearner
 
 UNROLLS = ("sgd", "adam")
+
+
+@dataclasses.dataclass
+class HPLConfig(ConfigSection):
+    """HPL's constructor arguments (see `HPL`), with their sources."""
+
+    name = "hpl"
+    title = "HPL (methods hpl, hpl_joint)"
+
+    unroll: str = option(
+        "sgd",
+        "unrolled head step: sgd (paper eq. 7) or adam (reference code)",
+        choices=UNROLLS,
+        source="paper eq. 7 (reference code: adam)",
+    )
+    unroll_learning_rate: float | None = option(
+        None, "step size of the unrolled step (default: the head's learning rate)"
+    )
+    meta_period: int = option(
+        1, "bilevel step every N steps (reference: 5)", source="paper Algorithm 1"
+    )
+    meta_learning_rate: float = option(
+        1e-4, "Adam learning rate of g_phi", source="paper Sec. 4 (1e-4)"
+    )
+    outer_log_variance_weight: float = option(
+        0.0,
+        "lambda2: outer loss adds -lambda2 * mean(g_phi) on the hold-out batch",
+        source="paper silent; reference code 0.1 UTKFace, 1.0 STS-B",
+    )
+    loss_form: str = option(
+        "reference",
+        "reference: means, exp(-z)/2; paper: sums (eq. 3, 5)",
+        flag="--hpl-loss-form",
+        choices=LOSS_FORMS,
+    )
+    input_form: str = option(
+        "reference",
+        "g_phi input: reference [r - yhat, r] or paper (r, yhat)",
+        flag="--uncertainty-input",
+        choices=INPUT_FORMS,
+    )
+    log_variance_range: tuple = option(
+        (-10.0, 10.0),
+        "clamp of z = log sigma^2, as low,high (write --log-variance-range=-5,5)",
+        parse=parse_floats,
+    )
+    head_learning_rate: float | None = option(
+        None,
+        "separate Adam learning rate for the head (paper: 10x the backbone's)",
+        source="paper Sec. 4: 1e-3 head, 1e-4 backbone",
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
@@ -70,6 +130,8 @@ class HPL(PseudoLabel):
         semi-supervised regression (HPL), NeurIPS 2025, eq. 3-8.
     """
 
+    uses_holdout = True
+    config_sections = (SSLConfig, HPLConfig)
     loss_terms = (
         "loss",
         "labeled_loss",
@@ -99,6 +161,11 @@ class HPL(PseudoLabel):
         check_choice("loss_form", loss_form, LOSS_FORMS)
         if int(meta_period) < 1:
             raise ValueError(f"meta_period must be >= 1, got {meta_period}.")
+        low, high = log_variance_range
+        if not low < high:
+            raise ValueError(
+                f"log_variance_range={log_variance_range}: low must be < high."
+            )
         self.bilevel = bool(bilevel)
         if not self.bilevel:  # no outer loss without the bilevel step
             self.loss_trackers.pop("outer_loss")
@@ -124,11 +191,40 @@ class HPL(PseudoLabel):
             self.head_optimizer = keras.optimizers.Adam(
                 self.head_learning_rate, name="head_adam"
             )
-            self.head_optimizer.build(self.head_params())
+            self.head_optimizer.build(self.regressor.head_params())
 
-    def head_params(self):
-        head = self.regressor.head
-        return [head.kernel, head.bias]
+    def variable_groups(self):
+        """`regressor` (or `backbone` + `head` with a head optimizer) and
+        `phi` (g_phi, updated only on meta steps when bilevel)."""
+        groups = super().variable_groups()
+        if self.head_optimizer is not None:
+            head = self.regressor.head_params()
+            ids = {id(v) for v in head}
+            theta = groups.pop("regressor").variables
+            groups["backbone"] = VariableGroup(
+                [w for w in theta if id(w) not in ids], self.optimizer
+            )
+            groups["head"] = VariableGroup(head, self.head_optimizer)
+        groups["phi"] = VariableGroup(
+            self.uncertainty_learner.trainable_weights,
+            self.phi_optimizer,
+            condition="meta_step" if self.bilevel else None,
+        )
+        return groups
+
+    def callbacks(self, context):
+        """`HPLDiagnostics` (g_phi's variances; with ground truth in benchmark
+        mode), when there are unlabeled rows."""
+        if len(context.unlabeled_x) == 0:
+            return []
+        return [
+            HPLDiagnostics(
+                os.path.join(context.log_dir, "diagnostics"),
+                context.unlabeled_x,
+                context.views,
+                context.unlabeled_y,
+            )
+        ]
 
     def log_variance(self, predictions, pseudo_labels):
         """z = g_phi(r, yhat), the log-variance of each pseudo-label."""
@@ -178,29 +274,23 @@ class HPL(PseudoLabel):
             "log_variance": keras.ops.mean(parts["z"]),
         }
 
-    def trainable_weights_to_update(self):
-        weights = list(self.regressor.trainable_weights)
-        if self.head_optimizer is not None:
-            head = {id(v) for v in self.head_params()}
-            weights = [w for w in weights if id(w) not in head]
-        return weights
-
     def compute_gradients(self, batch):
-        theta = self.trainable_weights_to_update()
-        head = self.head_params() if self.head_optimizer is not None else []
-        phi = self.uncertainty_learner.trainable_weights
-        joint = [] if self.bilevel else phi
+        groups = self.variable_groups()
+        inner = {n: g.variables for n, g in groups.items()}
+        if self.bilevel:  # phi follows the outer loss, not L_inner
+            inner.pop("phi")
         with tf.GradientTape() as tape:
             parts = self.forward(batch)
             terms = self._terms(batch, parts)
             loss = terms["loss"] / num_replicas()
-        grads = tape.gradient(loss, theta + head + joint)
+        grads = tape.gradient(loss, inner)
         if self.bilevel:
             is_meta = self.is_meta_step()
-            phi_grads, terms["outer_loss"] = self.meta_gradients(batch, parts, is_meta)
-            grads = list(grads) + list(phi_grads)
+            grads["phi"], terms["outer_loss"] = self.meta_gradients(
+                batch, parts, is_meta
+            )
             terms["meta_step"] = keras.ops.cast(is_meta, loss.dtype)
-        return grads, theta + head + phi, terms
+        return grads, terms
 
     def track_losses(self, terms):
         """As the base, but `outer_loss` averages over meta steps only."""
@@ -210,23 +300,6 @@ class HPL(PseudoLabel):
             self.loss_trackers["outer_loss"].update_state(
                 outer, sample_weight=terms["meta_step"]
             )
-
-    def apply_gradients(self, grads, variables, terms=None):
-        n_theta = len(self.trainable_weights_to_update())
-        n_head = len(self.head_params()) if self.head_optimizer is not None else 0
-        n_phi = len(self.uncertainty_learner.trainable_weights)
-        phi_grads, phi = grads[-n_phi:], variables[-n_phi:]
-        if self.bilevel:
-            # The flag computed with the gradients, not re-read from iterations.
-            is_meta = keras.ops.greater(terms["meta_step"], 0)
-            apply_if(self.phi_optimizer, is_meta, phi_grads, phi)
-        else:
-            self.phi_optimizer.apply(phi_grads, phi)
-        if n_head:
-            self.head_optimizer.apply(
-                grads[n_theta : n_theta + n_head], variables[n_theta : n_theta + n_head]
-            )
-        self.optimizer.apply(grads[:n_theta], variables[:n_theta])
 
     def is_meta_step(self):
         """True on the steps that take a bilevel step (every `meta_period`)."""
@@ -264,7 +337,7 @@ class HPL(PseudoLabel):
                 return self.inner_loss(y_l, pred_l, fixed["yhat"], r, z, fixed["lam"])
 
             new_params, _ = unroll_head(
-                self.head_params(), inner, **self._unroll_args()
+                self.regressor.head_params(), inner, **self._unroll_args()
             )
             outer_loss = self.outer_loss(features_h, y_h, new_params)
         grads = outer.gradient(outer_loss, phi)
@@ -283,7 +356,7 @@ class HPL(PseudoLabel):
             keras.ops.square(y_h - dense_apply(features_h, new_params)), self.loss_form
         )
         if self.outer_log_variance_weight:
-            current = dense_apply(features_h, self.head_params())
+            current = dense_apply(features_h, self.regressor.head_params())
             z_h = self.log_variance(current, y_h)
             loss -= self.outer_log_variance_weight * keras.ops.mean(z_h)
         return loss
@@ -295,7 +368,9 @@ class HPL(PseudoLabel):
             rate = optimizer.learning_rate
         args = {"learning_rate": rate, "method": self.unroll}
         if self.unroll == "adam":
-            args["adam_state"] = read_adam_state(optimizer, self.head_params())
+            args["adam_state"] = read_adam_state(
+                optimizer, self.regressor.head_params()
+            )
         return args
 
     def get_config(self):

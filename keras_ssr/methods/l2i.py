@@ -1,5 +1,7 @@
 """`L2I`: learning to impute pseudo-labels through a one-step unroll."""
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -9,17 +11,58 @@ from keras_ssr.bilevel.head_unroll import (
     sgd_step,
     unroll_head,
 )
-from keras_ssr.methods.mean_teacher import MeanTeacher
+from keras_ssr.config_section import ConfigSection, option
+from keras_ssr.methods.imputers import IMPUTERS, make_imputer
+from keras_ssr.methods.mean_teacher import MeanTeacherConfig
 from keras_ssr.methods.pseudo_label import PseudoLabel
-from keras_ssr.methods.ssr_model import check_choice, mse, num_replicas
+from keras_ssr.methods.ssr_model import SSLConfig, check_choice, mse, num_replicas
 
 VARIANTS = ("v1", "v2")
-IMPUTERS = ("pseudo_label", "mean_teacher")
 UNROLLS = ("full", "head")
 
 
+@dataclasses.dataclass
+class L2IConfig(ConfigSection):
+    """L2I's constructor arguments (see `L2I`), with their sources."""
+
+    name = "l2i"
+    title = "L2I (methods l2i_v1, l2i_v2)"
+
+    imputer: str = option(
+        "pseudo_label",
+        "psi: the imputing function",
+        flag="--l2i-imputer",
+        aliases=("--imputer",),
+        choices=IMPUTERS,
+    )
+    unroll: str = option(
+        "full",
+        "unroll every trainable weight (paper) or only the head (cheap)",
+        flag="--l2i-unroll",
+        choices=UNROLLS,
+        source="paper Algorithm 1 (full)",
+    )
+    unroll_learning_rate: float | None = option(
+        None,
+        "eta, the unrolled SGD step (default: the optimizer's learning rate)",
+        flag="--l2i-unroll-learning-rate",
+        source="reference code: the learning rate (V1), 10x (V2)",
+    )
+    imputation_learning_rate: float = option(
+        1.0,
+        "eta_z, V1's step on the imputed labels",
+        source="reference code L2I-L (1 with mean losses)",
+    )
+    tanh_unlabeled: bool = option(
+        False,
+        "V2 reference form: tanh on both sides of the unlabeled loss",
+        flag="--l2i-tanh-unlabeled",
+        source="reference code L2I-O",
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_ssr")
-class L2I(MeanTeacher):
+class L2I(PseudoLabel):
     """Learning to impute (L2I): imputed labels tuned on a hold-out batch.
 
     Each step imputes `z = psi(x_u)` (the model's own weak-view prediction, or
@@ -84,6 +127,8 @@ class L2I(MeanTeacher):
         reference code WeiHongLee/Learning-to-impute (train-L2I-L/O.py).
     """
 
+    uses_holdout = True
+    config_sections = (SSLConfig, MeanTeacherConfig, L2IConfig)
     loss_terms = ("loss", "labeled_loss", "unlabeled_loss", "holdout_loss")
 
     def __init__(
@@ -99,40 +144,16 @@ class L2I(MeanTeacher):
         **kwargs,
     ):
         check_choice("variant", variant, VARIANTS)
-        check_choice("imputer", imputer, IMPUTERS)
         check_choice("unroll", unroll, UNROLLS)
-        if imputer == "mean_teacher":
-            MeanTeacher.__init__(self, regressor, ema_decay=ema_decay, **kwargs)
-        else:  # no teacher to build, save or update
-            PseudoLabel.__init__(self, regressor, **kwargs)
-            self.ema_decay = float(ema_decay)
-            self.teacher = None
+        super().__init__(regressor, **kwargs)
+        self.ema_decay = float(ema_decay)
+        self.imputer = make_imputer(imputer, regressor, ema_decay)
         self.variant = variant
-        self.imputer = imputer
+        self.imputer_name = imputer
         self.unroll = unroll
         self.unroll_learning_rate = unroll_learning_rate
         self.imputation_learning_rate = float(imputation_learning_rate)
         self.tanh_unlabeled = bool(tanh_unlabeled)
-
-    # ---- the imputer: MeanTeacher's EMA code when there is a teacher ----
-
-    def build_method(self, input_shape):
-        if self.teacher is not None:
-            super().build_method(input_shape)
-
-    def after_update(self, batch):
-        if self.teacher is not None:
-            super().after_update(batch)
-
-    def pseudo_labels(self, x_weak):
-        """psi(x_u), stop-gradient: the teacher's or the model's weak view."""
-        if self.teacher is not None:
-            return super().pseudo_labels(x_weak)
-        return PseudoLabel.pseudo_labels(self, x_weak)
-
-    def head_params(self):
-        head = self.regressor.head
-        return [head.kernel, head.bias]
 
     # ---- one step ----
 
@@ -169,9 +190,11 @@ class L2I(MeanTeacher):
         if psi is None:  # V1: the unroll starts from the imputer's labels
             z = self.pseudo_labels(x_weak)
             return z, z
-        z = keras.ops.stop_gradient(psi)
-        target = z if self.teacher is None else self.pseudo_labels(x_weak)
-        return target, z
+        # The ordinary term's label: the imputer's (for the model's own
+        # prediction, psi itself, without a second forward pass).
+        return self.imputer.labels(self.regressor, x_weak, own=psi), (
+            keras.ops.stop_gradient(psi)
+        )
 
     def inner_loss(self, pred_l, pred_s, y_l, z):
         """C^T + C^U(z), the loss of the unrolled step (eq. 3, lambda = 1)."""
@@ -207,7 +230,7 @@ class L2I(MeanTeacher):
             )
 
         new_head, _ = unroll_head(
-            self.head_params(), inner, learning_rate=self._unroll_rate()
+            self.regressor.head_params(), inner, learning_rate=self._unroll_rate()
         )
         with keras.StatelessScope():  # training mode, moving stats untouched
             features_h = self.regressor.features(x_h, training=True)
@@ -270,7 +293,7 @@ class L2I(MeanTeacher):
         return terms
 
     def compute_gradients(self, batch):
-        theta = self.trainable_weights_to_update()
+        theta = self.regressor.trainable_weights
         parts = self.forward(batch)
         imputation_grad, holdout_loss = self.imputation_gradient(batch, parts)
         predictions = [parts["pred_l"], parts["pred_s"]]
@@ -287,7 +310,7 @@ class L2I(MeanTeacher):
             upstream = upstream + [imputation_grad]
         grads = parts["tape"].gradient(outputs, theta, output_gradients=upstream)
         terms["holdout_loss"] = holdout_loss
-        return grads, theta, terms
+        return {"regressor": grads}, terms
 
     def _unroll_rate(self):
         if self.unroll_learning_rate is not None:
@@ -298,7 +321,8 @@ class L2I(MeanTeacher):
         config = super().get_config()
         config.update(
             variant=self.variant,
-            imputer=self.imputer,
+            imputer=self.imputer_name,
+            ema_decay=self.ema_decay,
             unroll=self.unroll,
             unroll_learning_rate=self.unroll_learning_rate,
             imputation_learning_rate=self.imputation_learning_rate,

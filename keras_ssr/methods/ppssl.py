@@ -1,13 +1,49 @@
 """`PPSSL`: prediction-powered semi-supervised regression and its baselines."""
 
+import dataclasses
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ssr.methods.ssr_model import SSRModel, check_choice, mse, num_replicas
+from keras_ssr.callbacks.lambda_trajectory import LambdaTrajectory
+from keras_ssr.config_section import ConfigSection, option
+from keras_ssr.methods.ssr_model import (
+    SSLConfig,
+    SSRModel,
+    VariableGroup,
+    check_choice,
+    check_finite,
+    mse,
+    num_replicas,
+)
 
 LAMBDA_MODES = ("adaptive", "fixed", "closed_form", "ssl", "only_labeled")
 CLOSED_FORM_POINTS = ("ppi", "supervised", "current")
+
+
+@dataclasses.dataclass
+class PPSSLConfig(ConfigSection):
+    """PP-SSL's and the PPI baselines' constructor arguments (see `PPSSL`)."""
+
+    name = "ppssl"
+    title = "PP-SSL (methods ppssl, ppi_fixed, ppi_closed_form, ssl, only_labeled)"
+
+    lambda_value: float | None = option(
+        None,
+        "lambda of ppi_fixed (default 1: plain PPI); ppssl's initial lambda",
+        flag="--ppi-lambda",
+        source="paper Algorithm 1 (lambda_0 = 1)",
+    )
+    lambda_diameter: float = option(
+        1.0, "D of PP-SSL's AdaGrad lambda step (eq. 12)", source="paper eq. 12"
+    )
+    closed_form_at: str = option(
+        "ppi",
+        "where ppi_closed_form evaluates the PPI++ closed form",
+        choices=CLOSED_FORM_POINTS,
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
@@ -73,6 +109,9 @@ class PPSSL(SSRModel):
         Zrnic, PPI++: Efficient Prediction-Powered Inference, 2023.
     """
 
+    uses_teacher = True
+    raw_unlabeled_view = True  # eq. 7: the teacher labels the rows the student sees
+    config_sections = (SSLConfig, PPSSLConfig)
     loss_terms = (
         "loss",
         "labeled_loss",
@@ -88,13 +127,18 @@ class PPSSL(SSRModel):
         lambda_mode="adaptive",
         lambda_value=None,
         lambda_diameter=1.0,
+        closed_form_at="ppi",
         **kwargs,
     ):
         super().__init__(regressor, **kwargs)
         check_choice("lambda_mode", lambda_mode, LAMBDA_MODES)
+        check_choice("closed_form_at", closed_form_at, CLOSED_FORM_POINTS)
         self.lambda_mode = lambda_mode
         self.lambda_value = _initial_lambda(lambda_mode, lambda_value)
-        self.lambda_diameter = float(lambda_diameter)
+        self.lambda_diameter = check_finite(
+            "lambda_diameter", lambda_diameter, low=0.0, low_open=True
+        )
+        self.closed_form_at = closed_form_at
         self.loss_trackers["lambda_step"] = LastValue(name="lambda_step")
         if lambda_mode == "only_labeled":
             for name in ("teacher_labeled_loss", "teacher_unlabeled_loss"):
@@ -104,6 +148,38 @@ class PPSSL(SSRModel):
         value = 0.0 if self.lambda_value is None else self.lambda_value
         self.lambda_variable = self._state("lambda", value)
         self.lambda_accumulator = self._state("lambda_accumulator", 0.0)
+        self.lambda_optimizer = ProjectedAdaGrad(
+            self.lambda_accumulator, self.lambda_diameter
+        )
+
+    def variable_groups(self):
+        """The regressor, and in `"adaptive"` mode lambda (`ProjectedAdaGrad`)."""
+        groups = super().variable_groups()
+        if self.lambda_mode == "adaptive":
+            groups["lambda"] = VariableGroup(
+                [self.lambda_variable], self.lambda_optimizer
+            )
+        return groups
+
+    def prepare(self, context):
+        """`"closed_form"` mode: calibrates lambda on the run's labeled rows and
+        teacher labels (`calibrate_lambda` at `closed_form_at`)."""
+        if self.lambda_mode != "closed_form":
+            return
+        teacher_labeled, teacher_unlabeled = context.teacher_labels
+        self.calibrate_lambda(
+            context.labeled,
+            teacher_labeled,
+            context.unlabeled_x,
+            teacher_unlabeled,
+            at=self.closed_form_at,
+        )
+
+    def callbacks(self, context):
+        """`"adaptive"` mode: lambda at every step in TensorBoard (Table S8)."""
+        if self.lambda_mode != "adaptive":
+            return []
+        return [LambdaTrajectory(os.path.join(context.log_dir, "lambda"))]
 
     def _state(self, name, value):
         # ONLY_FIRST_REPLICA: an assign in replica context keeps replica 0's
@@ -150,12 +226,11 @@ class PPSSL(SSRModel):
         """g(lambda_t) (eq. 6); in `"adaptive"` mode also d_t for lambda.
 
         Adaptive mode takes one forward and two backward passes (g_l and
-        ghat_u - ghat_l); it returns `grads + [d_t]` and
-        `variables + [lambda_variable]`, which `apply_gradients` splits.
+        ghat_u - ghat_l); d_t is the `"lambda"` group's gradient.
         """
         if self.lambda_mode != "adaptive":
             return super().compute_gradients(batch)  # one backward
-        variables = self.trainable_weights_to_update()
+        variables = self.regressor.trainable_weights
         with tf.GradientTape(persistent=True) as tape:
             terms = self.compute_losses(batch)
             scale = 1.0 / num_replicas()
@@ -167,28 +242,7 @@ class PPSSL(SSRModel):
         lam = terms["lambda"]
         grads = [g + lam * dg for g, dg in zip(g_l, delta, strict=True)]  # eq. 6
         terms["lambda_gradient"] = lambda_gradient(g_l, delta, lam)
-        return (
-            grads + [terms["lambda_gradient"]],
-            variables + [self.lambda_variable],
-            terms,
-        )
-
-    def apply_gradients(self, grads, variables, terms=None):
-        if self.lambda_mode != "adaptive":
-            return super().apply_gradients(grads, variables, terms)
-        self.optimizer.apply(grads[:-1], variables[:-1])
-        self.update_lambda(grads[-1])
-
-    def update_lambda(self, d):
-        """One AdaGrad step of lambda and its accumulator (eq. 12)."""
-        lam, accumulator = adagrad_lambda_step(
-            self.lambda_variable.value,
-            self.lambda_accumulator.value,
-            keras.ops.cast(d, self.lambda_variable.dtype),
-            self.lambda_diameter,
-        )
-        self.lambda_accumulator.assign(accumulator)
-        self.lambda_variable.assign(lam)
+        return {"regressor": grads, "lambda": [terms["lambda_gradient"]]}, terms
 
     def calibrate_lambda(self, labeled, teacher_labeled, x_u, teacher_u, at="ppi"):
         """Sets lambda to the PPI++ closed form (`"closed_form"` mode).
@@ -245,6 +299,7 @@ class PPSSL(SSRModel):
             lambda_mode=self.lambda_mode,
             lambda_value=self.lambda_value,
             lambda_diameter=self.lambda_diameter,
+            closed_form_at=self.closed_form_at,
         )
         return config
 
@@ -282,6 +337,43 @@ class LastValue(keras.metrics.Metric):
 
     def reset_state(self):
         self.value.assign(0.0)
+
+
+class ProjectedAdaGrad:
+    """PP-SSL's optimizer of lambda: projected 1-D AdaGrad (eq. 12).
+
+    An optimizer-like object (`apply(grads, variables)`) for the `"lambda"`
+    variable group: the gradient is d_t (`lambda_gradient`), the step
+    `adagrad_lambda_step`. Its state, the sum of squared slopes, is a variable
+    of the model (`accumulator`), so it is checkpointed with it.
+
+    Args:
+        accumulator: the scalar variable holding sum_s d_s^2.
+        diameter: D, the diameter of [0, 1] used by the step (paper: 1).
+
+    Example:
+
+    >>> acc, lam = keras.Variable(0.0), keras.Variable(1.0)
+    >>> ProjectedAdaGrad(acc, 1.0).apply([2.0], [lam])
+    >>> round(float(lam.numpy()), 4)
+    0.2929
+    """
+
+    def __init__(self, accumulator, diameter=1.0):
+        self.accumulator = accumulator
+        self.diameter = float(diameter)
+
+    def apply(self, grads, variables):
+        """One step of each (here: the one) lambda variable."""
+        for d, lam in zip(grads, variables, strict=True):
+            value, accumulator = adagrad_lambda_step(
+                lam.value,
+                self.accumulator.value,
+                keras.ops.cast(d, lam.dtype),
+                self.diameter,
+            )
+            self.accumulator.assign(accumulator)
+            lam.assign(value)
 
 
 def lambda_gradient(g_l, delta, lam):

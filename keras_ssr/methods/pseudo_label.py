@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_ssr.methods.imputers import OwnPrediction
 from keras_ssr.methods.ssr_model import SSRModel, mse
 
 
@@ -9,10 +10,13 @@ from keras_ssr.methods.ssr_model import SSRModel, mse
 class PseudoLabel(SSRModel):
     """Labeled MSE plus lambda_t times the weak-to-strong pseudo-label MSE.
 
-    The pseudo-label of an unlabeled example is the model's own prediction on
-    its weak view (stop-gradient); the model is trained to give the same value
-    on the strong view: `L = MSE_l + lambda_t * mean((yhat_weak - f(strong))^2)`.
-    This is also the HPL paper's Baseline (fixed sigma^2 = 1).
+    The pseudo-label of an unlabeled example is the imputer's prediction on
+    its weak view (stop-gradient; here the model's own, `OwnPrediction`); the
+    model is trained to give the same value on the strong view:
+    `L = MSE_l + lambda_t * mean((yhat_weak - f(strong))^2)`.
+    This is also the HPL paper's Baseline (fixed sigma^2 = 1). Subclasses
+    change where pseudo-labels come from by setting `self.imputer` (Mean
+    Teacher: an `EMATeacher`).
 
     Args:
         regressor: the `SSRRegressor` to train.
@@ -32,11 +36,19 @@ class PseudoLabel(SSRModel):
 
     loss_terms = ("loss", "labeled_loss", "unlabeled_loss")
 
+    def __init__(self, regressor, **kwargs):
+        super().__init__(regressor, **kwargs)
+        self.imputer = OwnPrediction()
+
+    def build_method(self, input_shape):
+        self.imputer.build_from(self.regressor, input_shape)
+
+    def after_update(self, batch):
+        self.imputer.update(self.regressor)
+
     def pseudo_labels(self, x_weak):
-        """Stop-gradient predictions on the weak view (standardised units)."""
-        return keras.ops.stop_gradient(
-            self.regressor.standardized(x_weak, training=False)
-        )
+        """Stop-gradient pseudo-labels of the weak view (standardised units)."""
+        return self.imputer.labels(self.regressor, x_weak)
 
     def compute_losses(self, batch):
         x_weak, x_strong = batch["unlabeled"]

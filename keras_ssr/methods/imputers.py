@@ -1,0 +1,126 @@
+"""Imputers psi: where a method's pseudo-labels for unlabeled rows come from."""
+
+import keras
+import tensorflow as tf
+
+from keras_ssr.methods.ssr_model import check_choice
+from keras_ssr.models.ssr_regressor import SSRRegressor
+
+IMPUTERS = ("pseudo_label", "mean_teacher")
+
+
+class OwnPrediction:
+    """psi(x) = the model's own stop-gradient prediction (pseudo-labeling).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_ssr.models.mlp_backbone import MLPBackbone
+    >>> regressor = SSRRegressor(MLPBackbone((4,)))
+    >>> OwnPrediction().labels(regressor, np.ones((2, 3), "float32")).shape
+    TensorShape([2, 1])
+    """
+
+    name = "pseudo_label"
+
+    def build_from(self, regressor, input_shape):
+        """Nothing to build: the regressor is the imputer."""
+
+    def labels(self, regressor, x, own=None):
+        """Stop-gradient standardised predictions of `regressor` on `x`.
+
+        Args:
+            regressor: the model being trained.
+            x: inputs (the weak view).
+            own: the regressor's prediction on `x` when the caller already has
+                it (inference mode), to avoid a second forward pass.
+        """
+        if own is None:
+            own = regressor.standardized(x, training=False)
+        return keras.ops.stop_gradient(own)
+
+    def update(self, regressor):
+        """Nothing to update after an optimizer step."""
+
+
+@keras.saving.register_keras_serializable(package="keras_ssr")
+class EMATeacher(keras.layers.Layer):
+    """psi(x) = the prediction of an exponential moving average of the model.
+
+    After every optimizer step (`update`) each teacher weight t follows its
+    student weight s: `t <- decay * t + (1 - decay) * s` (Mean Teacher). The
+    teacher is a layer of the method model, so it is saved and checkpointed
+    with it; it is never trained by gradients.
+
+    Args:
+        regressor: the student `SSRRegressor` (the teacher copies its config).
+        decay: the EMA decay, in [0, 1).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_ssr.models.mlp_backbone import MLPBackbone
+    >>> student = SSRRegressor(MLPBackbone((4,)))
+    >>> teacher = EMATeacher(student, decay=0.9)
+    >>> teacher.build_from(student, (None, 3))
+    >>> teacher.labels(student, np.ones((2, 3), "float32")).shape
+    TensorShape([2, 1])
+
+    References:
+        Tarvainen & Valpola, Mean teachers are better role models, NeurIPS 2017.
+    """
+
+    def __init__(self, regressor, decay=0.999, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(decay) < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {decay}.")
+        self.decay = float(decay)
+        self.teacher = SSRRegressor.from_config(regressor.get_config())
+
+    def build_from(self, regressor, input_shape):
+        """Builds the teacher and copies the student's weights into it."""
+        self.teacher.build(input_shape)
+        self.teacher.trainable = False
+        for t, s in zip(self.teacher.weights, regressor.weights, strict=True):
+            t.assign(s)
+        self.built = True
+
+    def labels(self, regressor, x, own=None):
+        """The teacher's stop-gradient standardised predictions on `x`."""
+        return keras.ops.stop_gradient(self.teacher.standardized(x, training=False))
+
+    def update(self, regressor):
+        """One EMA step toward `regressor` (a merge call under a strategy)."""
+        context = tf.distribute.get_replica_context()
+        if tf.distribute.has_strategy() and context is not None:
+            context.merge_call(lambda _: self._average(regressor))
+        else:
+            self._average(regressor)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            regressor=keras.saving.serialize_keras_object(self.teacher),
+            decay=self.decay,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["regressor"] = keras.saving.deserialize_keras_object(config["regressor"])
+        return cls(**config)
+
+    def _average(self, regressor):
+        decay = self.decay
+        for t, s in zip(self.teacher.weights, regressor.weights, strict=True):
+            t.assign(decay * t + (1.0 - decay) * s)
+
+
+def make_imputer(name, regressor, ema_decay=0.999):
+    """The imputer called `name` (one of `IMPUTERS`) for `regressor`."""
+    check_choice("imputer", name, IMPUTERS)
+    if name == "mean_teacher":
+        return EMATeacher(regressor, ema_decay, name="imputer")
+    return OwnPrediction()
