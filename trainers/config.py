@@ -10,10 +10,13 @@ generates its flags from the sections' fields.
 import dataclasses
 import math
 
+import keras
+
 from datasets import dataset_names
 from keras_ssr.config_section import ConfigSection, option, parse_ints
 from keras_ssr.methods.registry import config_sections, method_names
 from keras_ssr.modalities import all_backbones
+from keras_ssr.optimizers.adam_l2 import AdamL2
 from trainers.distribution import STRATEGIES
 
 
@@ -215,6 +218,15 @@ class TrainingConfig(ConfigSection):
     )
     unlabeled_batch_size: int = option(256, "unlabeled batch size")
     learning_rate: float = option(1e-3, "Adam learning rate")
+    weight_decay: float = option(
+        0.0,
+        "L2 coefficient added to the gradient before Adam's step (torch's "
+        "Adam weight_decay, coupled; not AdamW)",
+    )
+    lr_decay_epochs: int | None = option(
+        None, "multiply the learning rates by --lr-decay-factor every N epochs"
+    )
+    lr_decay_factor: float = option(0.1, "factor of the step decay")
 
     def __post_init__(self):
         self.methods, self.seeds = tuple(self.methods), tuple(self.seeds)
@@ -229,6 +241,21 @@ class TrainingConfig(ConfigSection):
         for name in ("epochs", "steps_per_epoch", "batch_size", "unlabeled_batch_size"):
             check_range(name, getattr(self, name), 1)
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("lr_decay_epochs", self.lr_decay_epochs, 1)
+        check_range("lr_decay_factor", self.lr_decay_factor, 0.0, 1.0, low_open=True)
+
+    def optimizer(self, steps_per_epoch):
+        """The run's compiled optimizer: `AdamL2` with the step decay."""
+        rate = self.learning_rate
+        if self.lr_decay_epochs:
+            rate = keras.optimizers.schedules.ExponentialDecay(
+                rate,
+                decay_steps=self.lr_decay_epochs * steps_per_epoch,
+                decay_rate=self.lr_decay_factor,
+                staircase=True,
+            )
+        return AdamL2(rate, l2=self.weight_decay)
 
 
 @dataclasses.dataclass

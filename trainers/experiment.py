@@ -108,7 +108,7 @@ def build_model(entry, config, data, split, steps):
     model = entry(regressor, **kwargs)
     model.build((None,) + data.input_shape)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.training.learning_rate),
+        optimizer=config.training.optimizer(steps),
         jit_compile=True if config.distribution.use_jit_compile else "auto",
     )
     model.build_optimizers()
