@@ -10,6 +10,7 @@ from datasets import (
     rotated_mnist,
     stsb,
     synthetic_two_group,
+    table,
     utkface,
     vader_sentiment,
 )
@@ -17,6 +18,7 @@ from datasets import (
 DATASETS = {
     "agedb_dir": age_dir.load_agedb_dir,
     "california_housing": california_housing.load,
+    "csv": table.load,
     "imdb_wiki_dir": age_dir.load_imdb_wiki_dir,
     "rotated_mnist": rotated_mnist.load,
     "stsb": stsb.load,
