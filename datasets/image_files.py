@@ -156,6 +156,7 @@ def image_regression_data(
     target_name="age",
     groups=None,
     group_names=(),
+    has_target=None,
 ):
     """A `RegressionData` (modality "image") from image files and targets.
 
@@ -172,6 +173,8 @@ def image_regression_data(
         target_name: name of the target.
         groups: optional int group id per row.
         group_names: names of the group ids.
+        has_target: optional bool per row, False for rows without a target
+            (see `RegressionData.has_target`).
 
     Returns:
         A `RegressionData` whose `split_rows` (when `splits` is given) index
@@ -194,4 +197,5 @@ def image_regression_data(
         group_names=tuple(group_names) if groups is not None else (),
         modality="image",
         split_rows=split_rows,
+        has_target=None if has_target is None else np.asarray(has_target)[kept],
     )
