@@ -103,9 +103,13 @@ def _decode_resized(path, size):
     image = tf.io.decode_image(
         tf.io.read_file(path), channels=3, expand_animations=False
     )
+    return tf.ensure_shape(resized_uint8(image, size), (*size, 3))
+
+
+def resized_uint8(image, size):
+    """An image tensor resized (antialiased) to `size`, rounded to uint8."""
     image = tf.image.resize(image, size, antialias=True)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-    return tf.ensure_shape(image, (*size, 3))
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
 def _failure_reason(path):

@@ -69,7 +69,33 @@ def load(
     >>> print(data.describe())  # doctest: +SKIP
     """
     path = pathlib.Path(data_file).expanduser()
-    frame = table_files.read_table(path)
+    return from_frame(
+        table_files.read_table(path),
+        target,
+        features=features,
+        group=group,
+        split_column=split_column,
+        categorical=categorical,
+        max_categories=max_categories,
+        name=name or path.stem,
+        source=path,
+    )
+
+
+def from_frame(
+    frame,
+    target,
+    features=None,
+    group=None,
+    split_column=None,
+    categorical=None,
+    max_categories=50,
+    name="table",
+    source=None,
+):
+    """`load` for a `pandas.DataFrame` already read (e.g. by `read_table` or
+    from a TFDS data set); `source` names it in messages (default `name`)."""
+    path = source or name
     y, has_target = table_files.targets(path, frame, target)
     reserved = {c for c in (target, group, split_column) if c is not None}
     numeric, categories = _feature_columns(path, frame, features, categorical, reserved)
@@ -90,7 +116,7 @@ def load(
         x=encoder.encode(columns),
         y=y,
         feature_names=encoder.feature_names,
-        name=name or path.stem,
+        name=name,
         target_name=target,
         groups=group_ids,
         group_names=group_names,
