@@ -32,8 +32,11 @@ def export_regressor(regressor, export_dir, inputs):
     `datasets.table`) export the encoder in front of the regressor: the
     signature then takes one `(batch,)` input per raw column, by name (float32
     for numeric columns, where NaN means missing and is imputed as in
-    training; strings for categorical ones). Either way the export also
-    writes `assets.extra/keras_ssr.json` (`read_metadata`): the inputs, the
+    training; strings for categorical ones).
+    A model with an encoder also has the signature `serve_features`, which
+    takes the encoded float32 `features` (`RegressionData.x`), e.g. for a
+    teacher called on encoded rows. Every export writes
+    `assets.extra/keras_ssr.json` (`read_metadata`): the inputs, the
     modality, the target and the column names, which is what
     `python -m trainers.predict` needs to read a file for this model.
 
@@ -73,6 +76,15 @@ def export_regressor(regressor, export_dir, inputs):
             return {"predictions": regressor(checked_inputs(x, spec), training=False)}
 
     archive.add_endpoint(name="serve", fn=serve, input_signature=[spec])
+    if encoder is not None:
+        features = tf.TensorSpec((None, encoder.output_dim), tf.float32, "features")
+        archive.add_endpoint(
+            name=ENCODED_SIGNATURE,
+            fn=lambda x: {
+                "predictions": regressor(checked_inputs(x, features), training=False)
+            },
+            input_signature=[features],
+        )
     archive.write_out(export_dir, verbose=False)
     write_metadata(export_dir, export_metadata(spec, data))
 
@@ -121,6 +133,8 @@ def checked_inputs(x, spec):
 
 
 METADATA_FILE = os.path.join("assets.extra", "keras_ssr.json")
+# The signature of a table model that takes the encoded `features` matrix.
+ENCODED_SIGNATURE = "serve_features"
 
 
 def export_metadata(spec, data=None):
@@ -148,6 +162,7 @@ def export_metadata(spec, data=None):
     )
     encoder = data.input_encoder
     if encoder is not None:
+        metadata["encoded_signature"] = ENCODED_SIGNATURE
         metadata["columns"] = [
             {"name": c["name"], "key": c["key"], "kind": kind}
             for kind, group in (

@@ -124,6 +124,10 @@ def test_served_table_model_refuses_inf_and_imputes_nan(trained_table):
     )
     np.testing.assert_allclose(nan_row, regressor.predict(encoded, verbose=0), 1e-5)
     assert np.isfinite(nan_row.numpy()).all()
+    encoded = tf.saved_model.load(str(root / "model" / "1")).signatures[
+        "serve_features"
+    ](features=tf.constant(data.x))["predictions"]
+    np.testing.assert_allclose(encoded, regressor.predict(data.x, verbose=0), 1e-5)
     with pytest.raises(
         tf.errors.InvalidArgumentError, match="'area \\(m2\\)' holds inf"
     ):
