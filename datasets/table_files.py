@@ -73,13 +73,13 @@ def read_table(path):
 
 def _read_csv(path):
     sep = "\t" if path.suffix.lower() in TSV_SUFFIXES else ","
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         header = next(csv.reader(handle, delimiter=sep), None)
     if not header:
         raise ValueError("the file is empty (no header line)")
     header = [h.strip() for h in header]
     frame = pd.read_csv(
-        path, sep=sep, dtype=str, encoding="utf-8", skipinitialspace=True
+        path, sep=sep, dtype=str, encoding="utf-8-sig", skipinitialspace=True
     )
     frame.columns = header if len(header) == frame.shape[1] else frame.columns
     frame = frame.apply(lambda column: column.str.strip())

@@ -254,3 +254,10 @@ def test_inf_feature_and_empty_feature_column(tmp_path):
     text_only = _write(tmp_path, "name,y\na,1\nb,\n")
     with pytest.raises(ValueError, match="no numeric feature column"):
         table.load(text_only, "y")
+
+
+def test_byte_order_mark_and_crlf_are_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffx,y\r\n1,2\r\n2,\r\n".encode())
+    data = table.load(path, "y")
+    assert data.feature_names == ("x",) and data.num_without_target == 1
