@@ -74,7 +74,8 @@ def load(
         )
     table = read_labels(labels, target, file_column, group, split_column)
     rows = {f: i for i, f in enumerate(table["files"])}
-    missing = [f for f in table["files"] if f not in set(files)]
+    present = set(files)
+    missing = [f for f in table["files"] if f not in present]
     paths = files + missing
     index = np.array([rows.get(f, -1) for f in paths])
     listed = index >= 0
