@@ -94,7 +94,7 @@ def test_fully_supervised_labels_every_training_row(tmp_path):
         (["--label-ratio", "1.5"], "--label-ratio 1.5 is outside (0.0, 1.0]"),
         (["--label-ratio", "0"], "--label-ratio 0.0 is outside (0.0, 1.0]"),
         (["--seeds", "a-b"], "--seeds 'a-b': use"),
-        (["--label-ratio", "0.1", "--num-labels", "5"], "give exactly one of"),
+        (["--label-ratio", "0.1", "--num-labels", "5"], "give only one of"),
     ],
 )
 def test_bad_flags_exit_with_clear_message(argv, message, capsys):

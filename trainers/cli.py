@@ -89,8 +89,6 @@ def make_config(explicit, preset=None):
         `overrides` (explicit values that replaced a preset value).
     """
     values = {**preset_values(preset, explicit), **explicit}
-    if "data.num_labels" in explicit and "data.label_ratio" not in explicit:
-        values["data.label_ratio"] = None
     sections = {}
     for section in all_sections():
         prefix = section.name + "."
