@@ -171,8 +171,8 @@ class DataConfig(ConfigSection):
 # `DataConfig` fields that are loader arguments (see `DatasetEntry.flags`).
 LOADER_FLAGS = (
     "data_dir", "protocol", "image_size", "on_corrupt", "data_file", "target",
-    "features", "categorical", "max_categories", "group", "split_column", "labels", "file_column",
-    "text_column", "text_columns",
+    "features", "categorical", "max_categories", "group", "split_column",
+    "labels", "file_column", "text_column", "text_columns",
 )  # fmt: skip
 
 
