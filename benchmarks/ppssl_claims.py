@@ -1,15 +1,16 @@
 """`python -m benchmarks.ppssl_claims RUN_DIR`: the PP-SSL paper's claims, checked.
 
-Reads `results.json` of a `python -m trainers.run --experiment ...
---best-fixed-lambda` run and prints, per setting (bias or n_B, variant):
+Reads `results.json` of a `python -m experiments.ppssl ... --best-fixed-lambda`
+run and prints, per setting (bias or n_B, variant):
 
 - PP-SSL's total test MSE over the best fixed lambda's (the oracle chosen on
   test; the paper: "within a few percent", Table S9), as a ratio of the means;
 - group-B test MSE of PP-SSL minus SSL, paired over seeds (same data, split
   and batches), mean +- standard error (the paper: PP-SSL better on group B at
   large bias);
-- PP-SSL's lambda at the tested epoch, mean over seeds, and the best fixed
-  lambda (the paper: lower lambda for worse teachers).
+- PP-SSL's lambda at the tested epoch and its mean over all training steps,
+  each a mean over seeds, and the best fixed lambda (the paper: lower lambda
+  for worse teachers).
 
 Example:
 
@@ -51,6 +52,7 @@ def claims(records, aggregates):
                 "b_diff_mean": float(diff.mean()),
                 "b_diff_sem": float(diff.std(ddof=1) / math.sqrt(len(diff))),
                 "ppssl_lambda": aggs["ppssl"]["final_lambda_mean"],
+                "ppssl_mean_lambda": aggs["ppssl"]["mean_lambda_mean"],
                 "seeds": len(diff),
             }
         )
@@ -60,7 +62,7 @@ def claims(records, aggregates):
 def format_claims(rows):
     header = (
         "setting                | PP-SSL / best fixed (total MSE) | best lambda | "
-        "B: PP-SSL - SSL      | PP-SSL lambda"
+        "B: PP-SSL - SSL      | PP-SSL lambda (tested / mean over steps)"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -69,7 +71,7 @@ def format_claims(rows):
             f"({r['ppssl_total']:.3f} / {r['best_fixed_total']:.3f})"
             f"{'':7s}| {r['best_fixed_lambda']:.1f}         | "
             f"{r['b_diff_mean']:+7.3f} +- {r['b_diff_sem']:.3f} | "
-            f"{r['ppssl_lambda']:.3f}"
+            f"{r['ppssl_lambda']:.3f} / {r['ppssl_mean_lambda']:.3f}"
         )
     return "\n".join(lines)
 
