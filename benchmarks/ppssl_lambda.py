@@ -265,7 +265,9 @@ def protocol(bias, seeds):
         ).mean(0)
         print(
             f"{name:32s} lambda at steps "
-            + " ".join(f"{s}:{lam[:, s].mean():.2f}" for s in (1, 10, 100, 400, 1000))
+            + " ".join(
+                f"{s}:{lam[:, s - 1].mean():.2f}" for s in (1, 10, 100, 400, 1000)
+            )
             + f" | at best epoch {runs.final_lambda[:, 0].mean():.2f} (epoch "
             f"{runs.best_epoch[:, 0].mean():.0f}), mean over steps "
             f"{runs.mean_lambda[:, 0].mean():.2f} over "

@@ -376,3 +376,22 @@ def test_results_table_leaves_out_group_columns_when_there_are_many_groups():
     record = {k: v for k, v in record.items() if not k.startswith("test_digit")}
     record.update({f"test_g{i}_mse": float(i) for i in range(5)})
     assert "g4 MSE" in results.format_table(results.aggregate([record]))
+
+
+def test_claims_pair_ppssl_with_ssl_and_each_closed_form_row(tiny_sweep):
+    from benchmarks.ppssl_claims import claims, format_claims
+
+    out, _ = tiny_sweep
+    rows = claims(out["records"], out["aggregates"])
+    assert [r["setting"] for r in rows] == ["bias=3 indicator", "bias=3 no_indicator"]
+    seeds = [r for r in out["records"] if r["setting"] == "bias=3 indicator"]
+
+    def total(method):
+        return np.array([r["mse_total"] for r in seeds if r["method"] == method])
+
+    diff = total("ppssl") - total("ppi_closed_form_at_ppi_minimizer")
+    mean, sem = rows[0]["vs_ppi_closed_form_at_ppi_minimizer"]
+    assert mean == pytest.approx(diff.mean())
+    assert sem == pytest.approx(diff.std(ddof=1) / np.sqrt(2))
+    assert set(rows[0]) >= {"vs_ppi_closed_form", "ppssl_mean_lambda"}
+    assert "total: PP-SSL - ppi_closed_form" in format_claims(rows)
