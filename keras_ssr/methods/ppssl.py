@@ -214,7 +214,8 @@ class PPSSL(SSRModel):
             teacher_labeled: teacher predictions on `x_l` (standardised).
             x_u: raw unlabeled features.
             teacher_u: teacher predictions on `x_u` (standardised).
-            at: a name of `CLOSED_FORM_POINTS`, or head parameters `(p + 1,)`.
+            at: a name of `ppi_closed_form.CLOSED_FORM_POINTS`, or head
+                parameters `(p + 1,)` (kernel then bias).
 
         Returns:
             The clipped lambda, also stored in `lambda_value` and
