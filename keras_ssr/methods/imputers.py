@@ -26,17 +26,21 @@ class OwnPrediction:
     def build_from(self, regressor, input_shape):
         """Nothing to build: the regressor is the imputer."""
 
-    def labels(self, regressor, x, own=None):
+    def labels(self, regressor, x, own=None, training=False):
         """Stop-gradient standardised predictions of `regressor` on `x`.
 
         Args:
             regressor: the model being trained.
             x: inputs (the weak view).
             own: the regressor's prediction on `x` when the caller already has
-                it (inference mode), to avoid a second forward pass.
+                it (in the mode `training` asks for), to avoid a second
+                forward pass.
+            training: predict in training mode (dropout active, BatchNorm
+                batch statistics, as the reference codes' pseudo-labels) or in
+                inference mode (False).
         """
         if own is None:
-            own = regressor.standardized(x, training=False)
+            own = regressor.standardized(x, training=training)
         return keras.ops.stop_gradient(own)
 
     def update(self, regressor):
@@ -86,9 +90,16 @@ class EMATeacher(keras.layers.Layer):
             t.assign(s)
         self.built = True
 
-    def labels(self, regressor, x, own=None):
-        """The teacher's stop-gradient standardised predictions on `x`."""
-        return keras.ops.stop_gradient(self.teacher.standardized(x, training=False))
+    def labels(self, regressor, x, own=None, training=False):
+        """The teacher's stop-gradient standardised predictions on `x`.
+
+        With `training=True` the teacher's dropout is active; its BatchNorm
+        layers stay in inference mode (moving statistics), since the teacher
+        is not trainable (Keras runs a frozen BatchNormalization in inference
+        mode).
+        """
+        prediction = self.teacher.standardized(x, training=training)
+        return keras.ops.stop_gradient(prediction)
 
     def update(self, regressor):
         """One EMA step toward `regressor` (a merge call under a strategy)."""

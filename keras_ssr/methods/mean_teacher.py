@@ -6,7 +6,7 @@ import keras
 
 from keras_ssr.config_section import ConfigSection, option
 from keras_ssr.methods.imputers import EMATeacher
-from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.pseudo_label import PseudoLabel, PseudoLabelConfig
 from keras_ssr.methods.ssr_model import SSLConfig
 
 
@@ -40,7 +40,9 @@ class MeanTeacher(PseudoLabel):
     Args:
         regressor: the student `SSRRegressor`.
         ema_decay: decay of the teacher's moving average, in [0, 1).
-        **kwargs: `PseudoLabel` arguments (`unlabeled_weight`, `rampup_steps`).
+        **kwargs: `PseudoLabel` arguments (`pseudo_label_mode`: the teacher's
+            dropout is active in `"training"` mode; `unlabeled_weight`,
+            `rampup_steps`).
 
     Example:
 
@@ -52,7 +54,7 @@ class MeanTeacher(PseudoLabel):
         Tarvainen & Valpola, Mean teachers are better role models, NeurIPS 2017.
     """
 
-    config_sections = (SSLConfig, MeanTeacherConfig)
+    config_sections = (SSLConfig, PseudoLabelConfig, MeanTeacherConfig)
 
     def __init__(self, regressor, ema_decay=0.999, **kwargs):
         super().__init__(regressor, **kwargs)
