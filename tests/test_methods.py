@@ -242,3 +242,26 @@ def test_pseudo_label_mode_config_and_errors():
         MeanTeacher(make_regressor(), pseudo_label_mode="eval")
     sections = {s.name for s in get_method("mean_teacher").cls.config_sections}
     assert "pseudo_labels" in sections
+
+
+def test_ema_warmup_matches_hand_computation():
+    """k-th update: decay min(1 - 1/(k+1), ema_decay); the first copies the
+    student, then the teacher is the running mean until the decay caps it."""
+    x, y = linear_problem()
+    decay = 0.6
+    model = compiled(MeanTeacher, make_regressor(), ema_decay=decay, ema_warmup=True)
+    batch = make_batch(x, y)
+    expected = [w.numpy().copy() for w in model.teacher.weights]
+    for k in range(4):
+        model.train_step(batch)
+        rate = min(1 - 1 / (k + 1), decay)
+        expected = [
+            rate * t + (1 - rate) * s.numpy()
+            for t, s in zip(expected, model.regressor.weights, strict=True)
+        ]
+        for w, e in zip(model.teacher.weights, expected, strict=True):
+            np.testing.assert_allclose(w.numpy(), e, rtol=1e-6, atol=1e-7)
+    assert float(model.imputer.updates.numpy()) == 4
+    clone = MeanTeacher.from_config(model.get_config())
+    assert clone.ema_warmup and clone.imputer.warmup
+    assert not hasattr(compiled(MeanTeacher, make_regressor()).imputer, "updates")
