@@ -575,3 +575,28 @@ def test_algorithm1_counts_a_schedule_in_train_steps():
     model.build_optimizers()  # a second call does not wrap twice
     assert float(model.optimizer.learning_rate) == 1.0
     assert _build(L2I(make_regressor(), step="algorithm1"), d=4).optimizer_steps == 2
+
+
+def test_v2_imputation_in_training_mode_uses_dropout():
+    """pseudo_label_mode="training": psi = f(weak) with dropout, the value of a
+    hand-run training forward after the step's labeled and strong forwards."""
+    x, y = linear_problem()
+    batch = make_batch(x, y)
+    regressor = SSRRegressor(MLPBackbone((16,), dropout=0.5))
+    model = _build(L2I(regressor, variant="v2", pseudo_label_mode="training"), d=4)
+    saved = [v.numpy().copy() for v in regressor.variables]
+    psi = model.forward(batch)["psi"].numpy()
+    for variable, value in zip(regressor.variables, saved, strict=True):
+        variable.assign(value)
+    (x_l, _), (x_w, x_s) = batch["labeled"], batch["unlabeled"]
+    regressor.features(x_l, training=True)
+    regressor.features(x_s, training=True)
+    np.testing.assert_array_equal(psi, regressor.standardized(x_w, training=True))
+    assert not np.allclose(psi, regressor.standardized(x_w, training=True))
+    default = _build(
+        L2I(SSRRegressor(MLPBackbone((16,), dropout=0.5)), variant="v2"), d=4
+    )
+    np.testing.assert_array_equal(
+        default.forward(batch)["psi"].numpy(),
+        default.regressor.standardized(batch["unlabeled"][0]).numpy(),
+    )
