@@ -215,6 +215,9 @@ def test_hpl_flags_reach_the_model_kwargs():
         "unroll_learning_rate": 0.05, "meta_period": 5, "meta_learning_rate": 0.002,
         "outer_log_variance_weight": 0.1, "loss_form": "paper", "input_form": "paper",
         "log_variance_range": (-3.0, 4.0), "head_learning_rate": 0.01,
+        "pseudo_label_mode": "inference", "meta_weight_decay": 0.0,
+        "meta_lr_decay": False, "meta_order": "simultaneous",
+        "holdout_mode": "inference",
     }  # fmt: skip
     assert get_method("supervised").kwargs(config.methods, 40) == {}
     assert get_method("mean_teacher").kwargs(config.methods, 40)["ema_decay"] == 0.99
