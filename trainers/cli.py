@@ -88,7 +88,8 @@ def make_config(explicit, preset=None):
         The `RunConfig`, with `preset` (name and the values it set) and
         `overrides` (explicit values that replaced a preset value).
     """
-    values = {**preset_values(preset, explicit), **explicit}
+    applied = preset_values(preset, explicit)
+    values = {**_shared(applied), **explicit}
     sections = {}
     for section in all_sections():
         prefix = section.name + "."
@@ -96,20 +97,42 @@ def make_config(explicit, preset=None):
             k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)
         }
         sections[section.name] = section(**fields)
-    applied = preset_values(preset, explicit)
     return RunConfig(
         **{name: sections[name] for name in _TRAINER},
         methods={name: s for name, s in sections.items() if name not in _TRAINER},
+        method_overrides=_per_method(applied, explicit),
         preset={
             "name": preset,
             "values": applied,
-            "overrides": {k: v for k, v in explicit.items() if k in applied},
+            "overrides": {
+                k: v
+                for k, v in explicit.items()
+                if k in applied or any(p.endswith(":" + k) for p in applied)
+            },
         },
     )
 
 
+def _shared(values):
+    return {k: v for k, v in values.items() if ":" not in k}
+
+
+def _per_method(values, explicit):
+    """`{method: {"section.field": value}}` of the `method:` preset keys that
+    no explicit flag overrides."""
+    overrides = {}
+    for key, value in values.items():
+        if ":" in key:
+            method, field = key.split(":", 1)
+            if field not in explicit:
+                overrides.setdefault(method, {})[field] = value
+    return overrides
+
+
 _TRAINER = tuple(
-    f.name for f in dataclasses.fields(RunConfig) if f.name not in ("methods", "preset")
+    f.name
+    for f in dataclasses.fields(RunConfig)
+    if f.name not in ("methods", "method_overrides", "preset")
 )
 
 
@@ -130,7 +153,7 @@ def check_methods(config, explicit=()):
     placeholder = _placeholder_regressor()
     for name in dict.fromkeys(names):
         entry = get_method(name)
-        entry(placeholder, **entry.kwargs(config.methods, total_steps=1))
+        entry(placeholder, **entry.kwargs(config.method_sections(name), total_steps=1))
 
 
 def _placeholder_regressor():

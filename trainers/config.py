@@ -416,7 +416,10 @@ class RunConfig:
     The defaults are the embedded default job: California Housing, 5 % labels,
     seed 0, Supervised vs PseudoLabel vs MeanTeacher, about a minute on 2 CPU
     cores. `methods` holds one section per method family (`ssl`,
-    `mean_teacher`, `hpl`, `l2i`, `ppssl`, ...), keyed by section name.
+    `mean_teacher`, `hpl`, `l2i`, `ppssl`, ...), keyed by section name;
+    `method_overrides` values for one method only (`method_sections`);
+    `preset` the `--preset` name, the values it set and the explicit flags
+    that overrode them.
 
     Example:
 
@@ -437,11 +440,21 @@ class RunConfig:
     methods: dict = dataclasses.field(
         default_factory=lambda: {s.name: s() for s in config_sections()}
     )
+    method_overrides: dict = dataclasses.field(default_factory=dict)
     preset: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.distribution.resume and not self.output.run_name:
             raise ValueError("--resume needs the --run-name of the run to continue")
+
+    def method_sections(self, method):
+        """`methods` with `method`'s own values (`method_overrides`, from a
+        preset's `method:section.field` keys) applied."""
+        sections = dict(self.methods)
+        for key, value in self.method_overrides.get(method, {}).items():
+            section, field = key.split(".", 1)
+            sections[section] = dataclasses.replace(sections[section], **{field: value})
+        return sections
 
     def to_dict(self):
         """The configuration as nested plain data (for results.json)."""

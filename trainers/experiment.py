@@ -91,12 +91,15 @@ def make_split(data, config, seed, entry):
     return split.all_labeled(data.has_target) if entry.labels_all_rows else split
 
 
-def build_model(entry, config, data, split, steps):
+def build_model(method, config, data, split, steps):
     """The method model around a fresh regressor, compiled (call it under the
     strategy's scope); returns `(model, target scaler)`."""
     scaler = TargetScaler.fit(data.y[split.labeled])
     regressor = modality_of(data, config).build_regressor(data, split, scaler)
-    kwargs = entry.kwargs(config.methods, config.training.epochs * steps)
+    entry = get_method(method)
+    kwargs = entry.kwargs(
+        config.method_sections(method), config.training.epochs * steps
+    )
     if entry.uses_unlabeled_index:
         kwargs["num_unlabeled"] = max(len(split.unlabeled), len(split.labeled))
     model = entry(regressor, **kwargs)
@@ -143,7 +146,7 @@ def prepare_run(method, data, config, seed, strategy, log_dir):
         config.training.unlabeled_batch_size,
     )
     with strategy.scope():
-        model, scaler = build_model(entry, config, data, split, steps)
+        model, scaler = build_model(method, config, data, split, steps)
     make_stream, context = train_inputs(
         model, entry, data, split, scaler, teacher, config, seed, log_dir
     )

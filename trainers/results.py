@@ -34,8 +34,9 @@ def run_hparams(config, method, seed):
         "unlabeled_batch_size": training.unlabeled_batch_size,
         "preset": (config.preset or {}).get("name"),
     }
+    sections = config.method_sections(method)
     for section in get_method(method).cls.config_sections:
-        values = dataclasses.asdict(config.methods[section.name])
+        values = dataclasses.asdict(sections[section.name])
         hparams.update({f"{section.name}.{k}": v for k, v in values.items()})
     return hparams
 
