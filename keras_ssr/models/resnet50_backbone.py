@@ -5,6 +5,8 @@ import warnings
 
 import keras
 
+from keras_ssr.layers.fused_batch_normalization import FusedBatchNormalization
+
 # keras.applications.resnet50.preprocess_input ("caffe" mode): RGB -> BGR, then
 # subtract the ImageNet channel means (BGR order), no scaling.
 _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -41,14 +43,21 @@ class ResNet50Backbone(keras.layers.Layer):
         - He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
     """
 
-    def __init__(self, weights_path=None, warn_random_init=True, **kwargs):
+    def __init__(
+        self, weights_path=None, warn_random_init=True, fused_batch_norm=True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.weights_path = None if weights_path is None else str(weights_path)
         self.warn_random_init = bool(warn_random_init)
+        self.fused_batch_norm = bool(fused_batch_norm)
         if self.weights_path is not None:
             _check_file(self.weights_path)
-        self.resnet = keras.applications.ResNet50(
+        resnet = keras.applications.ResNet50(
             include_top=False, weights=None, pooling="avg", input_shape=(None, None, 3)
+        )
+        # Assigned once: Keras tracks every layer ever set as an attribute.
+        self.resnet = (
+            _with_fused_batch_norm(resnet) if self.fused_batch_norm else resnet
         )
         if self.weights_path is not None:
             self.resnet.load_weights(self.weights_path)
@@ -79,15 +88,38 @@ class ResNet50Backbone(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            weights_path=self.weights_path, warn_random_init=self.warn_random_init
+            weights_path=self.weights_path,
+            warn_random_init=self.warn_random_init,
+            fused_batch_norm=self.fused_batch_norm,
         )
         return config
 
     @classmethod
     def from_config(cls, config):
         # A saved model carries its weights: never re-read the original file.
+        # Models saved before `fused_batch_norm` existed hold Keras'
+        # BatchNormalization layers (their weights are stored under that
+        # class name): rebuild them so.
         config = dict(config, weights_path=None, warn_random_init=False)
+        config.setdefault("fused_batch_norm", False)
         return cls(**config)
+
+
+def _with_fused_batch_norm(resnet):
+    """`resnet` with every BatchNormalization a `FusedBatchNormalization`.
+
+    Same graph, layer names, arguments and initial weights (copied), so
+    weight files of `keras.applications.ResNet50` load unchanged.
+    """
+
+    def clone(layer):
+        if type(layer) is keras.layers.BatchNormalization:
+            return FusedBatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    fused = keras.models.clone_model(resnet, clone_function=clone)
+    fused.set_weights(resnet.get_weights())
+    return fused
 
 
 def _check_file(path):
