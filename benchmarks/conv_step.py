@@ -35,6 +35,14 @@ does). Steps, written here in plain torch:
   features are detached), then the plain step with the weak forward in
   training mode. It shows what the issue's "PyTorch HPL" numbers measured.
 
+OpenMP. torch runs its kernels on OpenMP threads, whose default wait policy
+spins at every barrier. On this shared 2-core VM with other jobs running (load
+average ~11) that made a torch supervised step 64 px ~8x slower (19.7-35.9 s
+against 2.7-4.7 s with `OMP_WAIT_POLICY=PASSIVE`, alternating processes), which
+would flatter keras-ssr (TensorFlow's thread pools do not spin that way). The
+torch worker therefore runs with `OMP_WAIT_POLICY=PASSIVE` unless
+`--torch-omp-wait-policy default` is given.
+
 Protocol. The two workers are separate processes (TensorFlow and torch crash
 in one process here) that build and warm up every variant, then wait; the
 parent sends "run `--steps` steps of variant v at size s" to one worker at a
@@ -79,7 +87,24 @@ import time
 
 import numpy as np
 
-KERAS_VARIANTS = ("supervised", "pseudo_label", "hpl_p1", "hpl_p5")
+KERAS_VARIANTS = (
+    "supervised",
+    "pseudo_label",
+    "hpl_p1",
+    "hpl_p5",
+    "pseudo_label_keras_bn_adam",
+    "pseudo_label_keras_bn",
+    "pseudo_label_keras_adam",
+    "supervised_keras_bn_adam",
+)
+DEFAULT_KERAS_VARIANTS = KERAS_VARIANTS[:5]
+DEFAULT_TORCH_VARIANTS = (
+    "supervised",
+    "plain",
+    "hpl_meta",
+    "hpl_meta_p5",
+    "hpl_authors",
+)
 TORCH_VARIANTS = (
     "supervised",
     "plain",
@@ -93,6 +118,31 @@ TORCH_VARIANTS = (
 RATIOS = (
     ("keras supervised / torch supervised", "keras/supervised", "torch/supervised"),
     ("keras PseudoLabel / torch plain", "keras/pseudo_label", "torch/plain"),
+    (
+        "keras PL, Keras BN+Adam / torch plain",
+        "keras/pseudo_label_keras_bn_adam",
+        "torch/plain",
+    ),
+    (
+        "keras PL / keras PL with Keras BN+Adam",
+        "keras/pseudo_label",
+        "keras/pseudo_label_keras_bn_adam",
+    ),
+    (
+        "keras PL, Keras BN / keras PL",
+        "keras/pseudo_label_keras_bn",
+        "keras/pseudo_label",
+    ),
+    (
+        "keras PL, Keras Adam / keras PL",
+        "keras/pseudo_label_keras_adam",
+        "keras/pseudo_label",
+    ),
+    (
+        "keras sup., Keras BN+Adam / torch sup.",
+        "keras/supervised_keras_bn_adam",
+        "torch/supervised",
+    ),
     ("keras HPL p1 / keras PseudoLabel", "keras/hpl_p1", "keras/pseudo_label"),
     ("keras HPL p5 / keras PseudoLabel", "keras/hpl_p5", "keras/pseudo_label"),
     ("keras HPL p1 / torch HPL meta", "keras/hpl_p1", "torch/hpl_meta"),
@@ -125,10 +175,14 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps")
     parser.add_argument("--cached-batches", type=int, default=5)
     parser.add_argument(
-        "--keras-variants", default=",".join(KERAS_VARIANTS), help="comma-separated"
+        "--keras-variants",
+        default=",".join(DEFAULT_KERAS_VARIANTS),
+        help=f"comma-separated, of {', '.join(KERAS_VARIANTS)}",
     )
     parser.add_argument(
-        "--torch-variants", default=",".join(TORCH_VARIANTS), help="comma-separated"
+        "--torch-variants",
+        default=",".join(DEFAULT_TORCH_VARIANTS),
+        help=f"comma-separated, of {', '.join(TORCH_VARIANTS)}",
     )
     parser.add_argument(
         "--keras-optimizer", choices=("keras", "fused"), default="fused"
@@ -138,6 +192,18 @@ def parse_args(argv=None):
         "--tf-threads", default=None, help="INTRA,INTER TensorFlow thread pools"
     )
     parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument(
+        "--torch-omp-wait-policy",
+        choices=("PASSIVE", "ACTIVE", "default"),
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY of the torch worker (see the module docstring)",
+    )
+    parser.add_argument(
+        "--thread-grid",
+        metavar="I,J;K,L",
+        help="keras-ssr only: one worker per INTRA,INTER setting (0,0: "
+        "TensorFlow's default), interleaved; ratios to the first setting",
+    )
     parser.add_argument("--memory", action="store_true", help="peak RSS per model")
     parser.add_argument("--memory-steps", type=int, default=10)
     parser.add_argument("--profile", metavar="DIR", help="profile keras-ssr steps")
@@ -171,7 +237,7 @@ def parse_args(argv=None):
 class Worker:
     """A worker process spoken to by JSON lines on its stdin/stdout."""
 
-    def __init__(self, framework, argv, batches_dir, extra=()):
+    def __init__(self, framework, argv, batches_dir, extra=(), env=None):
         command = [
             sys.executable,
             "-m",
@@ -183,7 +249,7 @@ class Worker:
             batches_dir,
             *extra,
         ]
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (os.getcwd(), env.get("PYTHONPATH")) if p
         )
@@ -205,23 +271,38 @@ class Worker:
 
     def close(self):
         if self.process.poll() is None:
-            self.ask(cmd="quit")
+            self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.process.stdin.flush()
         self.process.wait()
+
+
+def torch_env(args):
+    """Environment of the torch worker: its OpenMP wait policy."""
+    if args.torch_omp_wait_policy == "default":
+        return {}
+    return {"OMP_WAIT_POLICY": args.torch_omp_wait_policy}
 
 
 def run_parent(argv, args):
     start = time.perf_counter()
     print(f"load before: {_uptime()}", flush=True)
     results = {"config": vars(args), "load_before": _uptime()}
+    if args.thread_grid:
+        results["thread_grid"] = run_thread_grid(argv, args)
+        return _finish(results, args, start)
     with tempfile.TemporaryDirectory(prefix="conv_step_") as batches_dir:
         keras_worker = Worker("keras", argv, batches_dir)
         info = keras_worker.receive()  # batches written, variants warm
         print(f"keras-ssr worker ready: {info}", flush=True)
-        torch_worker = Worker("torch", argv, batches_dir)
+        torch_worker = Worker("torch", argv, batches_dir, env=torch_env(args))
         print(f"torch worker ready: {torch_worker.receive()}", flush=True)
         workers = {"keras": keras_worker, "torch": torch_worker}
         if not args.no_timing:
-            times = time_rounds(workers, args)
+            times = time_rounds(
+                workers,
+                {"keras": args.keras_variants, "torch": args.torch_variants},
+                args,
+            )
             results["times"] = times
             results["rss_peak_timing_workers_mib"] = {
                 name: w.ask(cmd="rss")["peak_mib"] for name, w in workers.items()
@@ -242,6 +323,10 @@ def run_parent(argv, args):
             results["memory"] = measure_memory(argv, args, batches_dir)
             print()
             print(format_memory(results["memory"], args))
+    _finish(results, args, start)
+
+
+def _finish(results, args, start):
     results["load_after"] = _uptime()
     elapsed = time.perf_counter() - start
     print(f"\nload after: {results['load_after']}; {elapsed:.0f} s in all")
@@ -251,16 +336,53 @@ def run_parent(argv, args):
         print(f"raw numbers: {args.json}")
 
 
-def time_rounds(workers, args):
-    """`{"framework/variant@size": [ms per step, one per round]}`."""
+def run_thread_grid(argv, args):
+    """keras-ssr steps under several TensorFlow thread settings, interleaved."""
+    settings = [s.strip() for s in args.thread_grid.split(";") if s.strip()]
+    base_argv = _without_option(argv, "--thread-grid")
+    workers = {}
+    with tempfile.TemporaryDirectory(prefix="conv_step_") as batches_dir:
+        for setting in settings:
+            extra = () if setting == "0,0" else ("--tf-threads", setting)
+            worker = Worker("keras", base_argv, batches_dir, extra=extra)
+            print(f"threads {setting}: {worker.receive()}", flush=True)
+            workers[setting] = worker
+        times = time_rounds(workers, {s: args.keras_variants for s in settings}, args)
+        for worker in workers.values():
+            worker.close()
+    print(f"\n{'threads intra,inter':<20} {'variant@size':<26} ms/step  vs first")
+    first = settings[0]
+    for key, ms in times.items():
+        setting, rest = key.split("/", 1)
+        ratio = np.median(np.asarray(ms) / np.asarray(times[f"{first}/{rest}"]))
+        print(f"{setting:<20} {rest:<26} {np.median(ms):7.0f}  {ratio:.3f}x")
+    return times
+
+
+def _without_option(argv, name):
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == name:
+            skip = True
+        elif not item.startswith(name + "="):
+            out.append(item)
+    return out
+
+
+def time_rounds(workers, variants, args):
+    """`{"worker/variant@size": [ms per step, one per round]}`.
+
+    Args:
+        workers: `{name: Worker}`.
+        variants: `{name: [variant, ...]}` run by each worker.
+    """
     blocks = [
         (framework, variant, size)
         for size in args.sizes
-        for framework, variants in (
-            ("keras", args.keras_variants),
-            ("torch", args.torch_variants),
-        )
-        for variant in variants
+        for framework, names in variants.items()
+        for variant in names
     ]
     times = {f"{f}/{v}@{s}": [] for f, v, s in blocks}
     rng = random.Random(args.seed)
@@ -344,6 +466,7 @@ def measure_memory(argv, args, batches_dir):
                 argv,
                 batches_dir,
                 extra=("--memory-probe", f"{variant}@{size}"),
+                env=torch_env(args) if framework == "torch" else None,
             )
             out[f"{framework}/{variant}@{size}"] = worker.receive()
             worker.process.wait()
@@ -435,6 +558,8 @@ def run_worker(args):
     backend.prepare_batches(args.sizes)
     steps = {}
     variants = args.keras_variants if args.worker == "keras" else args.torch_variants
+    if args.no_timing and not args.profile:
+        variants = []  # only the batches are needed (e.g. --memory alone)
     for size in args.sizes:
         for variant in variants:
             tic = time.perf_counter()
@@ -545,10 +670,22 @@ class KerasBackend:
         from keras_ssr.optimizers.fused_adam import FusedAdam
 
         keras.utils.set_random_seed(self.args.seed)
+        # "<method>_keras_bn_adam": Keras' BatchNormalization and Adam, the
+        # state before this benchmark; "_keras_bn" / "_keras_adam": one of them.
+        batch_norm, optimizer_name = self.args.batch_norm, self.args.keras_optimizer
+        for suffix, bn, opt in (
+            ("_keras_bn_adam", "keras", "keras"),
+            ("_keras_bn", "keras", optimizer_name),
+            ("_keras_adam", batch_norm, "keras"),
+        ):
+            if variant.endswith(suffix):
+                variant = variant.removesuffix(suffix)
+                batch_norm, optimizer_name = bn, opt
+                break
         regressor = SSRRegressor(
             ResNet50Backbone(
                 warn_random_init=False,
-                fused_batch_norm=self.args.batch_norm == "fused",
+                fused_batch_norm=batch_norm == "fused",
                 name="backbone",
             ),
             name="regressor",
@@ -563,9 +700,7 @@ class KerasBackend:
             regressor, unlabeled_weight=UNLABELED_WEIGHT, **kwargs
         )
         model.build((None, size, size, 3))
-        optimizer = {"keras": keras.optimizers.Adam, "fused": FusedAdam}[
-            self.args.keras_optimizer
-        ]
+        optimizer = {"keras": keras.optimizers.Adam, "fused": FusedAdam}[optimizer_name]
         model.compile(optimizer=optimizer(LEARNING_RATE), jit_compile="auto")
         model.optimizer.build(model.trainable_weights_to_update())
         model.make_train_function()
@@ -704,7 +839,7 @@ class TorchStep:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     def supervised(self, batch):
         pred = self.head(self.features(batch["x_l"]))

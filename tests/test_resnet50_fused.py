@@ -78,3 +78,44 @@ def test_configs_without_the_flag_rebuild_keras_batch_norm():
     old = ResNet50Backbone.from_config(config)
     assert not old.fused_batch_norm
     assert all(type(b) is keras.layers.BatchNormalization for b in batch_norms(old))
+
+
+def test_weights_files_of_either_batch_norm_load(tmp_path):
+    keras_bn = ResNet50Backbone(warn_random_init=False, fused_batch_norm=False)
+    fused = ResNet50Backbone(warn_random_init=False)
+    fused.resnet.set_weights(
+        [w + 0.01 for w in keras_bn.resnet.get_weights()]  # distinct weights
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    for source in (keras_bn, fused):
+        path = tmp_path / f"{id(source)}.weights.h5"
+        source.resnet.save_weights(path)
+        for flag in (True, False):
+            if flag is False and source is fused:
+                continue  # fused layer names load only into fused layers
+            loaded = ResNet50Backbone(weights_path=path, fused_batch_norm=flag)
+            for a, b in zip(loaded.resnet.weights, source.resnet.weights, strict=True):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
+            np.testing.assert_allclose(loaded(x), source(x), rtol=1e-4, atol=1e-4)
+
+
+def test_same_network_as_keras_applications():
+    reference = keras.applications.ResNet50(
+        include_top=False, weights=None, pooling="avg", input_shape=(None, None, 3)
+    )
+    backbone = ResNet50Backbone(warn_random_init=False, fused_batch_norm=False)
+    ours = backbone.resnet
+    # (the input layers are auto-named)
+    assert [layer.name for layer in ours.layers[1:]] == [
+        layer.name for layer in reference.layers[1:]
+    ]
+    assert [w.shape for w in ours.weights] == [w.shape for w in reference.weights]
+    ours.set_weights(reference.get_weights())
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    for training in (False, True):
+        np.testing.assert_allclose(
+            ours(x, training=training),
+            reference(x, training=training),
+            rtol=1e-5,
+            atol=1e-5,
+        )

@@ -16,9 +16,11 @@ _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 class ResNet50Backbone(keras.layers.Layer):
     """ResNet-50 (no top, global average pooling): pixels in [0, 255] -> 2048 features.
 
-    Wraps `keras.applications.ResNet50(include_top=False, weights=None,
-    pooling="avg")`; ResNet-50's own preprocessing (RGB -> BGR, minus the
-    ImageNet means) runs inside `call`, so inputs are raw RGB pixels in
+    The network of `keras.applications.ResNet50(include_top=False,
+    weights=None, pooling="avg")`, layer for layer (built here so that its
+    batch normalisation can be the fused one); ResNet-50's own preprocessing
+    (RGB -> BGR, minus the ImageNet means) runs inside `call`, so inputs are
+    raw RGB pixels in
     [0, 255] (uint8 or float), and grayscale inputs (1 channel) are repeated
     to 3 channels. Nothing is ever downloaded: ImageNet weights are loaded from
     a local file when `weights_path` is given (the file Keras itself
@@ -31,6 +33,11 @@ class ResNet50Backbone(keras.layers.Layer):
             None for a random initialisation.
         warn_random_init: whether to warn when `weights_path` is None (off
             when a saved model is reloaded: its weights come from the file).
+        fused_batch_norm: compute every batch normalisation with one fused
+            TensorFlow op (`keras_ssr.layers.FusedBatchNormalization`: the
+            same variables and results up to float32 rounding; the step is
+            faster, see BENCHMARKS.md). Weight files load either way; models
+            saved before this option existed reload with Keras' layers.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -52,15 +59,13 @@ class ResNet50Backbone(keras.layers.Layer):
         self.fused_batch_norm = bool(fused_batch_norm)
         if self.weights_path is not None:
             _check_file(self.weights_path)
-        resnet = keras.applications.ResNet50(
-            include_top=False, weights=None, pooling="avg", input_shape=(None, None, 3)
-        )
-        # Assigned once: Keras tracks every layer ever set as an attribute.
-        self.resnet = (
-            _with_fused_batch_norm(resnet) if self.fused_batch_norm else resnet
+        self.resnet = _resnet50(
+            FusedBatchNormalization
+            if self.fused_batch_norm
+            else keras.layers.BatchNormalization
         )
         if self.weights_path is not None:
-            self.resnet.load_weights(self.weights_path)
+            _load_weights(self.weights_path, self.resnet)
         elif self.warn_random_init:
             warnings.warn(
                 "ResNet50Backbone: no weights_path given, so ResNet-50 starts "
@@ -105,21 +110,75 @@ class ResNet50Backbone(keras.layers.Layer):
         return cls(**config)
 
 
-def _with_fused_batch_norm(resnet):
-    """`resnet` with every BatchNormalization a `FusedBatchNormalization`.
+def _resnet50(batch_norm):
+    """ResNet-50 v1 without top, average-pooled, with `batch_norm` layers.
 
-    Same graph, layer names, arguments and initial weights (copied), so
-    weight files of `keras.applications.ResNet50` load unchanged.
+    The graph of `keras.applications.ResNet50(include_top=False,
+    pooling="avg")`, layer for layer: same names, creation order and weights
+    (so its weight files load), built with the given batch-norm class.
     """
+    layers = keras.layers
 
-    def clone(layer):
-        if type(layer) is keras.layers.BatchNormalization:
-            return FusedBatchNormalization.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
+    def bn(x, name):
+        return batch_norm(axis=-1, epsilon=1.001e-5, name=name)(x)
 
-    fused = keras.models.clone_model(resnet, clone_function=clone)
-    fused.set_weights(resnet.get_weights())
-    return fused
+    def block(x, filters, stride, shortcut_conv, name):
+        shortcut = x
+        if shortcut_conv:
+            shortcut = layers.Conv2D(
+                4 * filters, 1, strides=stride, name=f"{name}_0_conv"
+            )(x)
+            shortcut = bn(shortcut, f"{name}_0_bn")
+        x = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+        x = layers.Activation("relu", name=f"{name}_1_relu")(bn(x, f"{name}_1_bn"))
+        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(x)
+        x = layers.Activation("relu", name=f"{name}_2_relu")(bn(x, f"{name}_2_bn"))
+        x = bn(layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x), f"{name}_3_bn")
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+        return layers.Activation("relu", name=f"{name}_out")(x)
+
+    inputs = keras.Input((None, None, 3))
+    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.Activation("relu", name="conv1_relu")(bn(x, "conv1_bn"))
+    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    # (stage, filters, blocks, stride of the first block)
+    for stage, filters, blocks, stride in (
+        (2, 64, 3, 1),
+        (3, 128, 4, 2),
+        (4, 256, 6, 2),
+        (5, 512, 3, 2),
+    ):
+        for i in range(1, blocks + 1):
+            first = i == 1
+            x = block(
+                x, filters, stride if first else 1, first, f"conv{stage}_block{i}"
+            )
+    outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, outputs, name="resnet50")
+
+
+def _load_weights(path, resnet):
+    """Loads a weights file into `resnet`, whichever batch norm wrote it.
+
+    Keras' own download (a legacy `.h5`, read by layer order) loads into
+    either. A `.weights.h5` file names layers by their class, so one written
+    from the other batch-norm class is read into a twin network of that class
+    and its weights copied over (the two have the same weights in the same
+    order).
+    """
+    try:
+        resnet.load_weights(path)
+    except ValueError:
+        fused = any(
+            isinstance(layer, FusedBatchNormalization) for layer in resnet.layers
+        )
+        twin = _resnet50(
+            keras.layers.BatchNormalization if fused else FusedBatchNormalization
+        )
+        twin.load_weights(path)
+        resnet.set_weights(twin.get_weights())
 
 
 def _check_file(path):
