@@ -99,3 +99,19 @@ def test_config_round_trip():
     )
     assert isinstance(restored, FusedAdam)
     assert restored.get_config() == optimizer.get_config()
+
+
+def test_mirrored_strategy_matches_keras_adam(two_device_strategy):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x @ rng.normal(size=(4, 1)).astype("float32")
+    weights = []
+    for optimizer_class in (keras.optimizers.Adam, FusedAdam):
+        keras.utils.set_random_seed(0)
+        with two_device_strategy.scope():
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            model.compile(optimizer=optimizer_class(0.05), loss="mse")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        weights.append(model.get_weights())
+    for e, g in zip(*weights, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
