@@ -13,6 +13,7 @@ import math
 import keras
 
 from datasets.registry import TFDS_PREFIX, dataset_names, get_dataset
+from keras_ssr.callbacks.profile_steps import parse_profile_steps
 from keras_ssr.config_section import ConfigSection, option, parse_ints
 from keras_ssr.methods.registry import config_sections, method_names
 from keras_ssr.modalities import all_backbones
@@ -360,9 +361,25 @@ class DistributionConfig(ConfigSection):
     resume: bool = option(
         False, "continue the run --run-name from its latest checkpoints"
     )
+    profile_steps: tuple | None = option(
+        None,
+        "A,B: profile training steps A to B (counted from 1) of every method "
+        "and seed with TensorFlow's profiler and print where the time went",
+        parse=parse_profile_steps,
+    )
+    intra_op_threads: int | None = option(
+        None,
+        "TensorFlow's intra-op thread pool (default: one per logical CPU); "
+        "set before anything is built and printed at start",
+    )
+    inter_op_threads: int | None = option(
+        None, "TensorFlow's inter-op thread pool (default: one per logical CPU)"
+    )
 
     def __post_init__(self):
         check_range("checkpoint_every", self.checkpoint_every, 0)
+        check_range("intra_op_threads", self.intra_op_threads, 0)
+        check_range("inter_op_threads", self.inter_op_threads, 0)
         if self.resume and self.strategy == "multi_worker":
             raise ValueError(
                 "--resume is not supported with --strategy multi_worker yet: "

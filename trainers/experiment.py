@@ -14,6 +14,7 @@ import numpy as np
 
 from datasets.registry import get_dataset
 from keras_ssr.callbacks.nan_guard import NonFiniteLossError
+from keras_ssr.callbacks.profile_steps import ProfileSteps
 from keras_ssr.callbacks.resumable_checkpoint import ResumableCheckpoint, fit_resumable
 from keras_ssr.data.split import SSRSplit, holdout_split
 from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
@@ -123,6 +124,17 @@ class PreparedRun:
     steps_per_epoch: int
 
 
+def _callbacks(model, context, config, tensorboard_dir):
+    """TensorBoard, the method's own callbacks and, with `--profile-steps`, the
+    profiler."""
+    callbacks = [keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
+    callbacks += model.callbacks(context)
+    if config.distribution.profile_steps:
+        start, stop = config.distribution.profile_steps
+        callbacks.append(ProfileSteps(tensorboard_dir, start, stop))
+    return callbacks
+
+
 def prepare_run(method, data, config, seed, strategy, log_dir):
     """Split, teacher, model (built under `strategy`) and input pipeline of one
     (method, seed); the method's `prepare` hook has run.
@@ -190,8 +202,7 @@ def train_and_evaluate(method, data, config, seed, run_dir, strategy):
             validation_data=make_eval_stream(
                 data.x[split.validation], data.y[split.validation]
             ),
-            callbacks=[keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
-            + model.callbacks(run.context),
+            callbacks=_callbacks(model, run.context, config, tensorboard_dir),
             verbose=config.output.verbose,
         )
     except NonFiniteLossError as error:

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from keras_ssr.cpu_threads import set_cpu_threads  # noqa: E402
 from keras_ssr.export import export_regressor, next_version_dir  # noqa: E402
 from trainers import results  # noqa: E402
 from trainers.cli import parse_args  # noqa: E402
@@ -132,6 +133,8 @@ def _print_summary(config, data, aggregates, run_dir, paths, exports):
 def main(argv=None):
     """CLI entry point; returns the exit status (2 for bad input)."""
     config = parse_args(argv)
+    threads = config.distribution
+    set_cpu_threads(threads.intra_op_threads, threads.inter_op_threads)
     if config.output.verbose == 0:
         keras.config.disable_interactive_logging()
     try:

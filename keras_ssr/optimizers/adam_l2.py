@@ -2,9 +2,11 @@
 
 import keras
 
+from keras_ssr.optimizers.fused_adam import FusedAdam
+
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
-class AdamL2(keras.optimizers.Adam):
+class AdamL2(FusedAdam):
     """Adam whose gradient of each variable w gets `+ l2 * w` before the step.
 
     This is `torch.optim.Adam(weight_decay=l2)`: the L2 penalty `l2/2 * |w|^2`
@@ -14,6 +16,8 @@ class AdamL2(keras.optimizers.Adam):
     HPL's) use the coupled form; this optimizer reproduces it (with Keras'
     placement of epsilon, `lr_t * m / (sqrt(v) + eps)`, which differs from
     torch's `lr * m_hat / (sqrt(v_hat) + eps)` only at the epsilon level).
+    The Adam step itself is `FusedAdam`'s: one fused kernel per float32
+    variable (Keras' update for other dtypes).
 
     Args:
         learning_rate: a float or a `keras.optimizers.schedules` schedule.
