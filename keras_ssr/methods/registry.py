@@ -15,6 +15,7 @@ from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.pi_model import PiModel
 from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.simregmatch import SimRegMatch
 from keras_ssr.methods.supervised import Supervised
 from keras_ssr.methods.temporal_ensembling import TemporalEnsembling
 
@@ -90,6 +91,7 @@ METHODS = {
     # Baselines of the HPL paper (issue 12).
     "pi_model": MethodEntry(PiModel),
     "temporal_ensembling": MethodEntry(TemporalEnsembling),
+    "simregmatch": MethodEntry(SimRegMatch),
 }
 
 
