@@ -15,6 +15,7 @@ from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.pi_model import PiModel
 from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.rankup import RankUp
 from keras_ssr.methods.simregmatch import SimRegMatch
 from keras_ssr.methods.supervised import Supervised
 from keras_ssr.methods.temporal_ensembling import TemporalEnsembling
@@ -92,6 +93,8 @@ METHODS = {
     "pi_model": MethodEntry(PiModel),
     "temporal_ensembling": MethodEntry(TemporalEnsembling),
     "simregmatch": MethodEntry(SimRegMatch),
+    "rankup": MethodEntry(RankUp),
+    "rankup_no_rda": MethodEntry(RankUp, {"rda": False}),
 }
 
 
