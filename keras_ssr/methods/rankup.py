@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ssr.config_section import ConfigSection, option
-from keras_ssr.methods.cross_replica import all_gather, scatter_rows
+from keras_ssr.methods.replica_gather import gather_rows, scatter_rows
 from keras_ssr.methods.ssr_model import (
     SSLConfig,
     SSRModel,
@@ -209,12 +209,12 @@ class RankUp(SSRModel):
         f_strong = self.regressor.features(x_strong, training=True)
         y_l = keras.ops.cast(keras.ops.reshape(y_l, (-1,)), y_pred.dtype)
         terms["arc_labeled_loss"] = arc_labeled_loss(
-            all_gather(self.arc_classifier(f_l)), all_gather(y_l)
+            gather_rows(self.arc_classifier(f_l)), gather_rows(y_l)
         )
         weak = keras.ops.stop_gradient(self.arc_classifier(f_weak))
         terms["arc_unlabeled_loss"], terms["arc_mask_rate"] = arc_unlabeled_loss(
-            all_gather(weak),
-            all_gather(self.arc_classifier(f_strong)),
+            gather_rows(weak),
+            gather_rows(self.arc_classifier(f_strong)),
             self.confidence_threshold,
         )
         arc = terms["arc_labeled_loss"] + (

@@ -7,13 +7,12 @@ import keras
 import tensorflow as tf
 
 from keras_ssr.config_section import ConfigSection, option
-from keras_ssr.methods.cross_replica import all_gather, replica_rows
+from keras_ssr.methods.replica_gather import gather_rows, local_rows, sum_over_replicas
 from keras_ssr.methods.ssr_model import (
     SSLConfig,
     SSRModel,
     check_finite,
     mse,
-    num_replicas,
 )
 
 # Dropout streams of a step: the labeled pass, the strong pass, then the T
@@ -174,12 +173,13 @@ class SimRegMatch(SSRModel):
         """Inverted dropout with a stateless mask drawn for the global batch
         from (seed, step, stream); each replica takes its own rows."""
         num_local = tf.shape(features)[0]
-        shape = tf.concat([[num_local * num_replicas()], tf.shape(features)[1:]], 0)
+        num_global = sum_over_replicas(num_local)
+        shape = tf.concat([[num_global], tf.shape(features)[1:]], 0)
         step = tf.cast(self.optimizer.iterations, tf.int64)
         seed = tf.stack([tf.constant(self.seed, tf.int64), step * _STREAMS_PER_STEP])
         seed = seed + tf.constant([0, stream], tf.int64)
         keep = hashed_uniform(shape, seed) >= self.mc_dropout
-        keep = replica_rows(keep, num_local)
+        keep = local_rows(keep, num_local)
         scaled = features / (1.0 - self.mc_dropout)
         return tf.where(keep, scaled, tf.zeros_like(scaled))
 
@@ -200,16 +200,16 @@ class SimRegMatch(SSRModel):
         yhat, variance = calibrated_pseudo_labels(
             self.mc_predictions(f_weak),
             f_weak,
-            all_gather(keras.ops.stop_gradient(f_l)),
-            all_gather(keras.ops.cast(keras.ops.reshape(y_l, (-1,)), y_pred.dtype)),
+            gather_rows(keras.ops.stop_gradient(f_l)),
+            gather_rows(keras.ops.cast(keras.ops.reshape(y_l, (-1,)), y_pred.dtype)),
             self.temperature,
             self.beta,
         )
         keep = keras.ops.cast(keras.ops.less(variance, self.threshold), y_pred.dtype)
         strong = self.head(self.regressor.features(x_strong, training=True), _STRONG)
         squared = (keras.ops.stop_gradient(yhat) - strong[:, 0]) ** 2
-        terms["unlabeled_loss"] = kept_mean(all_gather(squared), all_gather(keep))
-        terms["kept_fraction"] = keras.ops.mean(all_gather(keep))
+        terms["unlabeled_loss"] = kept_mean(gather_rows(squared), gather_rows(keep))
+        terms["kept_fraction"] = keras.ops.mean(gather_rows(keep))
         terms["variance"] = variance
         terms["loss"] = terms["labeled_loss"] + (
             self.unlabeled_weight_now() * terms["unlabeled_loss"]
@@ -220,7 +220,7 @@ class SimRegMatch(SSRModel):
         """The gradients of the loss, then tau <- the percentile of this
         step's MC variances over the global batch (used from the next step)."""
         grads, terms = super().compute_gradients(batch)
-        variance = all_gather(terms.pop("variance"))
+        variance = gather_rows(terms.pop("variance"))
         self.threshold.assign(percentile(variance, self.percentile))
         return grads, terms
 

@@ -5,8 +5,8 @@ import dataclasses
 import keras
 
 from keras_ssr.config_section import ConfigSection, option
-from keras_ssr.methods.cross_replica import scatter_rows
 from keras_ssr.methods.pi_model import SelfEnsembling, SelfEnsemblingConfig
+from keras_ssr.methods.replica_gather import scatter_rows
 from keras_ssr.methods.ssr_model import SSLConfig, check_finite
 
 

@@ -1,7 +1,7 @@
 """Batch-global values inside a `tf.distribute` step: gathers, sums, row tables.
 
 A method whose loss couples the rows of a batch (pairs, a percentile, a
-similarity to the labeled batch) or keeps per-example state must see the
+similarity to the labeled batch) or that keeps per-example state must see the
 *global* batch under `MirroredStrategy`, or two replicas would not train like
 one device. These helpers do that in a replica context and are the identity
 without a multi-replica strategy, so a method's code is the same in both.
@@ -20,8 +20,8 @@ def _replica_context():
     return context
 
 
-def all_gather(x):
-    """`x` concatenated over the replicas along axis 0 (the global batch).
+def gather_rows(x):
+    """`x` with the rows of every replica, in replica order (the global batch).
 
     Differentiable: the gradient of a replica's rows is the sum of the
     gradients every replica sends back to them, so a loss computed
@@ -31,30 +31,34 @@ def all_gather(x):
 
     Example:
 
-    >>> float(all_gather(tf.constant([1.0, 2.0]))[1])
-    2.0
+    >>> gather_rows(tf.ones((2, 3))).shape  # one device: the batch itself
+    TensorShape([2, 3])
     """
     context = _replica_context()
     return x if context is None else context.all_gather(x, axis=0)
 
 
-def all_sum(x):
-    """`x` summed over the replicas (e.g. a count of rows kept by a mask)."""
-    context = _replica_context()
-    return x if context is None else context.all_reduce(tf.distribute.ReduceOp.SUM, x)
-
-
-def replica_rows(x, num_local):
-    """This replica's `num_local` rows of a global-batch tensor `x`.
-
-    Rows follow the replica order of `all_gather` (replica 0 first), which is
-    how a distributed dataset splits a global batch.
-    """
+def sum_over_replicas(x):
+    """`x` summed over the replicas (e.g. a count of rows)."""
     context = _replica_context()
     if context is None:
         return x
-    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * num_local
-    return x[start : start + num_local]
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+
+def local_rows(gathered, local_count):
+    """This replica's rows of a global-batch tensor (see `gather_rows`).
+
+    Args:
+        gathered: a tensor whose rows are the replicas' rows in replica order.
+        local_count: the number of rows this replica contributed.
+    """
+    context = _replica_context()
+    if context is None:
+        return gathered
+    counts = context.all_gather(tf.reshape(local_count, (1,)), axis=0)
+    start = tf.reduce_sum(counts[: context.replica_id_in_sync_group])
+    return gathered[start : start + local_count]
 
 
 def scatter_rows(variables, index, values):
@@ -71,8 +75,8 @@ def scatter_rows(variables, index, values):
         index: int32 row positions, shape `(batch,)`.
         values: one tensor per variable, shape `(batch, ...)`.
     """
-    index = all_gather(index)
+    index = gather_rows(index)
     for variable, value in zip(variables, values, strict=True):
         table = getattr(variable, "value", variable)
-        value = tf.cast(all_gather(value), table.dtype)
+        value = tf.cast(gather_rows(value), table.dtype)
         table.scatter_update(tf.IndexedSlices(value, index))
