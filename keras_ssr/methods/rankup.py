@@ -65,6 +65,9 @@ class RankUp(SSRModel):
     pair probabilities on the weak view (stop-gradient) give hard labels
     `argmax`, kept where `max p >= confidence_threshold`, and the strong
     view's pair logits are trained on them: `L_arc_u = mean_pairs(mask * CE)`.
+    The two-class softmax of a pair is computed as the sigmoid of its margin
+    `d_ij = s_j - s_i`, `s = a_0 - a_1` (the same numbers, see
+    `pair_margins`).
 
     **RDA** (regression distribution alignment). A table holds the latest
     weak-view prediction of every unlabeled row (written each step by row
@@ -274,21 +277,27 @@ class RankUp(SSRModel):
         return config
 
 
-def pair_logits(logits):
-    """`(B, 2)` ARC logits -> `(B * B, 2)`: row `i * B + j` is `a_j - a_i`."""
-    pairs = logits[None, :, :] - logits[:, None, :]
-    return keras.ops.reshape(pairs, (-1, 2))
+def pair_margins(logits):
+    """`(B, 2)` ARC logits -> `(B, B)` pair margins `d_ij`.
+
+    The pair (i, j) has logits `a_j - a_i`; its class-0 ("y_j > y_i")
+    probability is `softmax(a_j - a_i)_0 = sigmoid(d_ij)` with `d_ij = s_j -
+    s_i`, `s = a_0 - a_1`. Working with the margins is the two-class softmax
+    without its `(B, B, 2)` tensors.
+    """
+    scores = logits[:, 0] - logits[:, 1]
+    return scores[None, :] - scores[:, None]
 
 
 def pair_targets(targets):
-    """`(B,)` targets -> `(B * B,)` soft labels `(1 + sign(y_j - y_i)) / 2` of
-    class 0 ("y_j > y_i"), row `i * B + j`."""
-    difference = targets[None, :] - targets[:, None]
-    return keras.ops.reshape((1.0 + keras.ops.sign(difference)) / 2.0, (-1,))
+    """`(B,)` targets -> `(B, B)` soft labels `(1 + sign(y_j - y_i)) / 2` of
+    class 0 ("y_j > y_i") for the pair (i, j)."""
+    return (1.0 + keras.ops.sign(targets[None, :] - targets[:, None])) / 2.0
 
 
 def arc_labeled_loss(logits, targets):
-    """Mean cross-entropy of all labeled pairs against their soft labels.
+    """Mean cross-entropy of all labeled pairs against their soft labels:
+    `t CE(class 0) + (1 - t) CE(class 1) = t softplus(-d) + (1 - t) softplus(d)`.
 
     Example:
 
@@ -297,25 +306,27 @@ def arc_labeled_loss(logits, targets):
     >>> round(float(loss), 4)  # every pair at p = 1/2: log 2
     0.6931
     """
-    log_p = keras.ops.log_softmax(pair_logits(logits), axis=-1)
-    t = keras.ops.cast(pair_targets(targets), log_p.dtype)
-    return keras.ops.mean(-(t * log_p[:, 0] + (1.0 - t) * log_p[:, 1]))
+    margins = pair_margins(keras.ops.convert_to_tensor(logits))
+    t = keras.ops.cast(pair_targets(targets), margins.dtype)
+    softplus = keras.ops.softplus
+    return keras.ops.mean(t * softplus(-margins) + (1.0 - t) * softplus(margins))
 
 
 def arc_unlabeled_loss(weak_logits, strong_logits, threshold):
     """FixMatch on unlabeled pairs: `(mean_pairs(mask * CE), mask rate)`.
 
-    The weak view's pair probabilities give hard labels (argmax) and the mask
-    `max p >= threshold`; the strong view's pair logits are trained on them.
+    The weak view's pair probabilities give hard labels (argmax; a tie at
+    1/2 is class 0) and the mask `max p >= threshold`; the strong view's pair
+    logits are trained on them.
     """
-    probabilities = keras.ops.softmax(pair_logits(weak_logits), axis=-1)
-    labels = keras.ops.argmax(probabilities, axis=-1)
-    mask = keras.ops.cast(
-        keras.ops.max(probabilities, axis=-1) >= threshold, probabilities.dtype
+    weak = pair_margins(keras.ops.convert_to_tensor(weak_logits))
+    p = keras.ops.sigmoid(weak)
+    mask = keras.ops.cast(keras.ops.maximum(p, 1.0 - p) >= threshold, weak.dtype)
+    strong = pair_margins(keras.ops.convert_to_tensor(strong_logits))
+    cross_entropy = keras.ops.where(
+        weak >= 0, keras.ops.softplus(-strong), keras.ops.softplus(strong)
     )
-    log_p = keras.ops.log_softmax(pair_logits(strong_logits), axis=-1)
-    chosen = keras.ops.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
-    return keras.ops.mean(-chosen * mask), keras.ops.mean(mask)
+    return keras.ops.mean(cross_entropy * mask), keras.ops.mean(mask)
 
 
 def rda_quantiles(targets, num_rows):
