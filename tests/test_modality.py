@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from datasets.registry import get_dataset
 from keras_ssr.data.regression_data import RegressionData
-from keras_ssr.data.split import with_validation
+from keras_ssr.data.split import with_validation_rows as with_validation
 from keras_ssr.data.target_scaler import TargetScaler
 from keras_ssr.methods.registry import get_method
 from keras_ssr.modalities import ImageModality, get_modality

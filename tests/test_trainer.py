@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -94,7 +95,7 @@ def test_fully_supervised_labels_every_training_row(tmp_path):
         (["--label-ratio", "1.5"], "--label-ratio 1.5 is outside (0.0, 1.0]"),
         (["--label-ratio", "0"], "--label-ratio 0.0 is outside (0.0, 1.0]"),
         (["--seeds", "a-b"], "--seeds 'a-b': use"),
-        (["--label-ratio", "0.1", "--num-labels", "5"], "give exactly one of"),
+        (["--label-ratio", "0.1", "--num-labels", "5"], "give only one of"),
     ],
 )
 def test_bad_flags_exit_with_clear_message(argv, message, capsys):
@@ -214,6 +215,9 @@ def test_hpl_flags_reach_the_model_kwargs():
         "unroll_learning_rate": 0.05, "meta_period": 5, "meta_learning_rate": 0.002,
         "outer_log_variance_weight": 0.1, "loss_form": "paper", "input_form": "paper",
         "log_variance_range": (-3.0, 4.0), "head_learning_rate": 0.01,
+        "pseudo_label_mode": "inference", "meta_weight_decay": 0.0,
+        "meta_lr_decay": False, "meta_order": "simultaneous",
+        "holdout_mode": "inference",
     }  # fmt: skip
     assert get_method("supervised").kwargs(config.methods, 40) == {}
     assert get_method("mean_teacher").kwargs(config.methods, 40)["ema_decay"] == 0.99
@@ -270,3 +274,44 @@ def test_teacher_pretrain_rows_leave_the_unlabeled_set():
         prepare_teacher(get_method("ssl"), data, split, config.teacher, seed=0)
     with pytest.raises(SystemExit):
         parse_args(["--pretrain-size", "0"])
+
+
+def test_flag_reference_in_docs_is_current():
+    """docs/trainer.md's flag table is generated from the config sections."""
+    import pathlib
+
+    from trainers.cli import FLAGS_END, FLAGS_START, flag_table
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "trainer.md").read_text()
+    current = text.split(FLAGS_START, 1)[1].split(FLAGS_END, 1)[0]
+    assert current.strip() == flag_table().strip(), (
+        "docs/trainer.md is stale: run `python -m trainers.cli`"
+    )
+
+
+def test_every_flag_is_a_config_field_and_bad_numbers_are_refused(capsys):
+    """Flags come from the sections; NaN/inf and out-of-range values exit 2."""
+    from trainers.cli import build_parser
+    from trainers.config import all_sections
+
+    dests = {a.dest for a in build_parser()._actions if a.dest not in ("help",)}
+    fields = {
+        f"{s.name}.{f.name}"
+        for s in all_sections()
+        for f in dataclasses.fields(s)
+        if f.metadata.get("cli", True)
+    }
+    assert dests - {"preset"} == fields
+    for argv in (
+        ["--epochs", "0"],
+        ["--batch-size", "0"],
+        ["--unlabeled-weight", "-1"],
+        ["--learning-rate", "nan"],
+        ["--learning-rate", "inf"],
+        ["--unlabeled-weight", "nan"],
+        ["--dropout", "1"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            parse_args(argv)
+        assert info.value.code == 2, argv
+        assert "error:" in capsys.readouterr().err

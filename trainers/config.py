@@ -10,10 +10,13 @@ generates its flags from the sections' fields.
 import dataclasses
 import math
 
-from datasets import dataset_names
+import keras
+
+from datasets.registry import TFDS_PREFIX, dataset_names, get_dataset
 from keras_ssr.config_section import ConfigSection, option, parse_ints
 from keras_ssr.methods.registry import config_sections, method_names
 from keras_ssr.modalities import all_backbones
+from keras_ssr.optimizers.adam_l2 import AdamL2
 from trainers.distribution import STRATEGIES
 
 
@@ -56,9 +59,17 @@ class DataConfig(ConfigSection):
     name = "data"
     title = "data: data set, split, label budget"
 
-    dataset: str = option("california_housing", f"one of: {', '.join(dataset_names())}")
+    dataset: str = option(
+        "california_housing",
+        f"one of: {', '.join(dataset_names())}, or {TFDS_PREFIX}<name> (a TFDS "
+        "data set prepared on disk)",
+    )
     label_ratio: float | None = option(
-        0.05, "fraction of training rows labeled, in (0, 1] (or --num-labels)"
+        None,
+        "fraction of the training rows with a target that are labeled, in "
+        "(0, 1] (or --num-labels); default 0.05 for the benchmark data sets, "
+        "every row with a target for your own data (csv, image_folder, "
+        "text_csv, tfds:)",
     )
     num_labels: int | None = option(
         None, "number of labeled training rows instead of a ratio"
@@ -88,14 +99,48 @@ class DataConfig(ConfigSection):
         "corrupt image files: report each and skip it, or stop",
         choices=("skip", "raise"),
     )
+    data_file: str | None = option(
+        None, "your data: a CSV or Parquet file (csv, text_csv)"
+    )
+    target: str | None = option(
+        None, "your data: the target column (empty cells: unlabeled rows)"
+    )
+    features: str | None = option(
+        None, "csv/tfds: feature columns, comma-separated (default: all numeric)"
+    )
+    categorical: str | None = option(
+        None, "csv/tfds: columns to one-hot encode, comma-separated"
+    )
+    max_categories: int | None = option(
+        None, "csv/tfds: most frequent values one-hot encoded per column (50)"
+    )
+    group: str | None = option(None, "your data: a column for per-group metrics")
+    split_column: str | None = option(
+        None, "your data: a column with train/validation/test per row"
+    )
+    labels: str | None = option(
+        None, "image_folder: CSV of file name and target (default: labels.csv)"
+    )
+    file_column: str | None = option(
+        None, "image_folder: the file-name column of --labels"
+    )
+    text_column: str | None = option(None, "text_csv: the text column")
+    text_columns: str | None = option(
+        None, "text_csv: two text columns (sentence pairs), comma-separated"
+    )
 
     def __post_init__(self):
-        if self.dataset not in dataset_names():
+        if not self.dataset.startswith(TFDS_PREFIX) and (
+            self.dataset not in dataset_names()
+        ):
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; valid: {', '.join(dataset_names())}"
+                f", or {TFDS_PREFIX}<name>"
             )
-        if (self.label_ratio is None) == (self.num_labels is None):
-            raise ValueError("give exactly one of --label-ratio and --num-labels")
+        if self.label_ratio is not None and self.num_labels is not None:
+            raise ValueError("give only one of --label-ratio and --num-labels")
+        if self.label_ratio is None and self.num_labels is None:
+            self.label_ratio = get_dataset(self.dataset).default_label_ratio
         check_range("label_ratio", self.label_ratio, 0.0, 1.0, low_open=True)
         check_range("num_labels", self.num_labels, 1)
         check_range("validation_ratio", self.validation_ratio, 0.0, 1.0, high_open=True)
@@ -103,21 +148,36 @@ class DataConfig(ConfigSection):
         check_range("holdout_fraction", self.holdout_fraction, 0.0, 1.0, high_open=True)
         check_range("image_size", self.image_size, 1)
 
-    def loader_kwargs(self, accepted):
-        """The loader arguments set by flags; a set flag the data set does not
-        take (`accepted`) is refused."""
+    def loader_kwargs(self, entry):
+        """The loader arguments set by flags, checked against the data set's
+        registry `entry`: a flag it does not take is refused, a flag it
+        requires must be given."""
         given = {
-            k: getattr(self, k)
-            for k in ("data_dir", "protocol", "image_size", "on_corrupt")
-            if getattr(self, k) is not None
+            k: getattr(self, k) for k in LOADER_FLAGS if getattr(self, k) is not None
         }
-        unknown = ["--" + k.replace("_", "-") for k in given if k not in accepted]
+        unknown = [_flag(k) for k in given if k not in entry.flags]
         if unknown:
+            takes = ", ".join(map(_flag, entry.flags)) or "none"
             raise ValueError(
                 f"{', '.join(unknown)} does not apply to dataset {self.dataset}: "
-                "drop the flag (it is for datasets read from disk)."
+                f"drop the flag (it takes: {takes})."
             )
+        missing = [_flag(k) for k in entry.required if k not in given]
+        if missing:
+            raise ValueError(f"--dataset {self.dataset} needs {', '.join(missing)}.")
         return given
+
+
+# `DataConfig` fields that are loader arguments (see `DatasetEntry.flags`).
+LOADER_FLAGS = (
+    "data_dir", "protocol", "image_size", "on_corrupt", "data_file", "target",
+    "features", "categorical", "max_categories", "group", "split_column",
+    "labels", "file_column", "text_column", "text_columns",
+)  # fmt: skip
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 @dataclasses.dataclass
@@ -215,6 +275,15 @@ class TrainingConfig(ConfigSection):
     )
     unlabeled_batch_size: int = option(256, "unlabeled batch size")
     learning_rate: float = option(1e-3, "Adam learning rate")
+    weight_decay: float = option(
+        0.0,
+        "L2 coefficient added to the gradient before Adam's step (torch's "
+        "Adam weight_decay, coupled; not AdamW)",
+    )
+    lr_decay_epochs: int | None = option(
+        None, "multiply the learning rates by --lr-decay-factor every N epochs"
+    )
+    lr_decay_factor: float = option(0.1, "factor of the step decay")
 
     def __post_init__(self):
         self.methods, self.seeds = tuple(self.methods), tuple(self.seeds)
@@ -229,6 +298,21 @@ class TrainingConfig(ConfigSection):
         for name in ("epochs", "steps_per_epoch", "batch_size", "unlabeled_batch_size"):
             check_range(name, getattr(self, name), 1)
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("lr_decay_epochs", self.lr_decay_epochs, 1)
+        check_range("lr_decay_factor", self.lr_decay_factor, 0.0, 1.0, low_open=True)
+
+    def optimizer(self, steps_per_epoch):
+        """The run's compiled optimizer: `AdamL2` with the step decay."""
+        rate = self.learning_rate
+        if self.lr_decay_epochs:
+            rate = keras.optimizers.schedules.ExponentialDecay(
+                rate,
+                decay_steps=self.lr_decay_epochs * steps_per_epoch,
+                decay_rate=self.lr_decay_factor,
+                staircase=True,
+            )
+        return AdamL2(rate, l2=self.weight_decay)
 
 
 @dataclasses.dataclass
@@ -332,7 +416,10 @@ class RunConfig:
     The defaults are the embedded default job: California Housing, 5 % labels,
     seed 0, Supervised vs PseudoLabel vs MeanTeacher, about a minute on 2 CPU
     cores. `methods` holds one section per method family (`ssl`,
-    `mean_teacher`, `hpl`, `l2i`, `ppssl`, ...), keyed by section name.
+    `mean_teacher`, `hpl`, `l2i`, `ppssl`, ...), keyed by section name;
+    `method_overrides` values for one method only (`method_sections`);
+    `preset` the `--preset` name, the values it set and the explicit flags
+    that overrode them.
 
     Example:
 
@@ -353,11 +440,21 @@ class RunConfig:
     methods: dict = dataclasses.field(
         default_factory=lambda: {s.name: s() for s in config_sections()}
     )
+    method_overrides: dict = dataclasses.field(default_factory=dict)
     preset: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.distribution.resume and not self.output.run_name:
             raise ValueError("--resume needs the --run-name of the run to continue")
+
+    def method_sections(self, method):
+        """`methods` with `method`'s own values (`method_overrides`, from a
+        preset's `method:section.field` keys) applied."""
+        sections = dict(self.methods)
+        for key, value in self.method_overrides.get(method, {}).items():
+            section, field = key.split(".", 1)
+            sections[section] = dataclasses.replace(sections[section], **{field: value})
+        return sections
 
     def to_dict(self):
         """The configuration as nested plain data (for results.json)."""

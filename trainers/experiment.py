@@ -15,7 +15,7 @@ import numpy as np
 from datasets.registry import get_dataset
 from keras_ssr.callbacks.nan_guard import NonFiniteLossError
 from keras_ssr.callbacks.resumable_checkpoint import ResumableCheckpoint, fit_resumable
-from keras_ssr.data.split import SSRSplit, holdout_split, with_validation
+from keras_ssr.data.split import SSRSplit, holdout_split
 from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
 from keras_ssr.data.target_scaler import TargetScaler
 from keras_ssr.methods.registry import get_method
@@ -64,7 +64,7 @@ def load_data(config):
         ValueError: for a flag (e.g. `--protocol`) the data set does not take.
     """
     entry = get_dataset(config.data.dataset)
-    return entry.load(**config.data.loader_kwargs(entry.flags))
+    return entry.load(**config.data.loader_kwargs(entry))
 
 
 def modality_of(data, config):
@@ -80,35 +80,32 @@ def make_split(data, config, seed, entry):
     train/validation/test parts; only the labeled subset is drawn.
     """
     settings = config.data
-    labels = {"label_ratio": settings.label_ratio, "num_labels": settings.num_labels}
-    if data.split_rows is not None:
-        rows = with_validation(data.split_rows, settings.validation_ratio, seed)
-        split = SSRSplit.from_protocol(rows, seed=seed, **labels)
-    else:
-        split = SSRSplit.from_size(
-            data.num_rows,
-            validation_ratio=settings.validation_ratio,
-            test_ratio=settings.test_ratio,
-            seed=seed,
-            **labels,
-        )
-    if entry.labels_all_rows:
-        split = SSRSplit(split.train, split.train[:0], split.validation, split.test)
-    return split
+    split = SSRSplit.from_data(
+        data,
+        label_ratio=settings.label_ratio,
+        num_labels=settings.num_labels,
+        validation_ratio=settings.validation_ratio,
+        test_ratio=settings.test_ratio,
+        seed=seed,
+    )
+    return split.all_labeled(data.has_target) if entry.labels_all_rows else split
 
 
-def build_model(entry, config, data, split, steps):
+def build_model(method, config, data, split, steps):
     """The method model around a fresh regressor, compiled (call it under the
     strategy's scope); returns `(model, target scaler)`."""
     scaler = TargetScaler.fit(data.y[split.labeled])
     regressor = modality_of(data, config).build_regressor(data, split, scaler)
-    kwargs = entry.kwargs(config.methods, config.training.epochs * steps)
+    entry = get_method(method)
+    kwargs = entry.kwargs(
+        config.method_sections(method), config.training.epochs * steps
+    )
     if entry.uses_unlabeled_index:
         kwargs["num_unlabeled"] = max(len(split.unlabeled), len(split.labeled))
     model = entry(regressor, **kwargs)
     model.build((None,) + data.input_shape)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.training.learning_rate),
+        optimizer=config.training.optimizer(steps),
         jit_compile=True if config.distribution.use_jit_compile else "auto",
     )
     model.build_optimizers()
@@ -149,7 +146,7 @@ def prepare_run(method, data, config, seed, strategy, log_dir):
         config.training.unlabeled_batch_size,
     )
     with strategy.scope():
-        model, scaler = build_model(entry, config, data, split, steps)
+        model, scaler = build_model(method, config, data, split, steps)
     make_stream, context = train_inputs(
         model, entry, data, split, scaler, teacher, config, seed, log_dir
     )
@@ -288,7 +285,7 @@ def train_inputs(model, entry, data, split, scaler, teacher, config, seed, log_d
         views=views,
         labeled=labeled_rows,
         teacher_labels=labels,
-        unlabeled_y=data.y[unlabeled] if config.data.benchmark_mode else None,
+        unlabeled_y=_benchmark_truth(data, unlabeled, config.data.benchmark_mode),
         unlabeled_groups=None if data.groups is None else data.groups[unlabeled],
         group_names=data.group_names,
     )
@@ -308,6 +305,19 @@ def train_inputs(model, entry, data, split, scaler, teacher, config, seed, log_d
         )
 
     return make_stream, context
+
+
+def _benchmark_truth(data, unlabeled, benchmark_mode):
+    """The unlabeled rows' targets for diagnostics (`--benchmark-mode`), when
+    every one of them has a target."""
+    if not benchmark_mode:
+        return None
+    if not data.has_target[unlabeled].all():
+        raise ValueError(
+            "--benchmark-mode needs the targets of every unlabeled row, but "
+            f"{data.name} has rows without one: drop --benchmark-mode."
+        )
+    return data.y[unlabeled]
 
 
 def _evaluate(model, data, rows):

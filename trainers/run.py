@@ -21,7 +21,6 @@ from trainers.distribution import check_jit_compile, is_chief, make_strategy  # 
 from trainers.experiment import (  # noqa: E402
     TrainingDiverged,
     load_data,
-    modality_of,
     train_and_evaluate,
 )
 
@@ -38,6 +37,7 @@ def run(config):
     strategy = make_strategy(config.distribution.strategy)  # first: multi-worker
     check_jit_compile(config.distribution.jit_compile, strategy)
     data = load_data(config)
+    print(data.describe(), flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = config.output.run_name or f"{config.data.dataset}_{stamp}"
     if not is_chief(strategy):  # other workers write to a scratch directory
@@ -65,14 +65,14 @@ def run(config):
                 error.export = _export_last_good(error, config, run_name, data)
                 raise
             results.write_group_summaries(result)
+            results.write_run_hparams(result, config)
             records.append(results.record(result))
             if (
                 method not in best
                 or result.validation["mse"] < best[method].validation["mse"]
             ):
                 best[method] = result
-    spec = modality_of(data, config).input_spec(data)
-    exports = _export_best(best, config, run_name, spec)
+    exports = _export_best(best, config, run_name, data)
     aggregates = results.aggregate(records)
     paths = results.write_results(
         run_dir, config.to_dict(), records, aggregates, exports
@@ -86,11 +86,11 @@ def run(config):
     }
 
 
-def _export_best(best, config, run_name, spec):
+def _export_best(best, config, run_name, data):
     """Exports each method's best-validation seed; returns method -> path/seed."""
     exports = {}
     for method, result in best.items():
-        path = _export(result.regressor, config, run_name, method, spec)
+        path = _export(result.regressor, config, run_name, method, data)
         exports[method] = {"path": path, "seed": result.seed}
     return exports
 
@@ -99,23 +99,24 @@ def _export_last_good(error, config, run_name, data):
     """Exports a diverged run's last good weights; returns the path or `None`."""
     if error.regressor is None:
         return None
-    spec = modality_of(data, config).input_spec(data)
-    return _export(error.regressor, config, run_name, error.method, spec)
+    return _export(error.regressor, config, run_name, error.method, data)
 
 
-def _export(regressor, config, run_name, method, spec):
+def _export(regressor, config, run_name, method, data):
     """Exports `regressor` as the next version of `method`; returns the path."""
     path = next_version_dir(os.path.join(config.output.export_dir, run_name, method))
-    export_regressor(regressor, path, spec)
+    export_regressor(regressor, path, data)
     return path
 
 
 def _print_summary(config, data, aggregates, run_dir, paths, exports):
-    labels = (
-        f"{config.data.num_labels} labels"
-        if config.data.num_labels
-        else f"{config.data.label_ratio:.0%} labels"
-    )
+    budget = config.data
+    if budget.num_labels:
+        labels = f"{budget.num_labels} labels"
+    elif budget.label_ratio is not None:
+        labels = f"{budget.label_ratio:.0%} labels"
+    else:
+        labels = "every training row with a target labeled"
     seeds = ",".join(map(str, config.training.seeds))
     title = (
         f"\n{data.name}: test metrics in target units ({data.target_name}), "

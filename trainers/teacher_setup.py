@@ -27,12 +27,16 @@ def prepare_teacher(entry, data, split, config, seed):
     if config.teacher != "linear_pretrain":
         return Teacher.load(config.teacher), split
     size = int(config.pretrain_size)
-    if not 1 <= size < len(split.unlabeled):
+    # The pretrain rows need targets: only unlabeled rows whose target was hidden.
+    pool = split.unlabeled[data.has_target[split.unlabeled]]
+    if not 1 <= size < len(pool):
         raise ValueError(
-            f"--pretrain-size {size} must be in [1, {len(split.unlabeled) - 1}]: "
-            "the teacher's pretrain rows come out of the unlabeled rows."
+            f"--pretrain-size {size} must be in [1, {len(pool) - 1}]: "
+            "the teacher's pretrain rows come out of the unlabeled rows with a "
+            "target."
         )
-    order = np.random.default_rng(seed + 2).permutation(split.unlabeled)
-    pretrain, unlabeled = order[:size], np.sort(order[size:])
+    order = np.random.default_rng(seed + 2).permutation(pool)
+    pretrain = order[:size]
+    unlabeled = np.setdiff1d(split.unlabeled, pretrain)
     teacher = Teacher.fit_linear(data.x[pretrain], data.y[pretrain])
     return teacher, SSRSplit(split.labeled, unlabeled, split.validation, split.test)

@@ -6,7 +6,7 @@ import keras
 
 from keras_ssr.config_section import ConfigSection, option
 from keras_ssr.methods.imputers import EMATeacher
-from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.pseudo_label import PseudoLabel, PseudoLabelConfig
 from keras_ssr.methods.ssr_model import SSLConfig
 
 
@@ -16,6 +16,8 @@ class MeanTeacherConfig(ConfigSection):
 
     Args:
         ema_decay: decay of the teacher's moving average, in [0, 1).
+        ema_warmup: warm the decay up as `min(1 - 1/(k+1), ema_decay)` at the
+            k-th update (reference codes).
     """
 
     name = "mean_teacher"
@@ -25,6 +27,11 @@ class MeanTeacherConfig(ConfigSection):
         0.99,
         "Mean Teacher EMA decay",
         source="trainer default for short CPU runs (paper: 0.999)",
+    )
+    ema_warmup: bool = option(
+        False,
+        "decay min(1 - 1/(k+1), --ema-decay) at the k-th teacher update",
+        source="Mean Teacher and L2I reference codes",
     )
 
 
@@ -40,7 +47,10 @@ class MeanTeacher(PseudoLabel):
     Args:
         regressor: the student `SSRRegressor`.
         ema_decay: decay of the teacher's moving average, in [0, 1).
-        **kwargs: `PseudoLabel` arguments (`unlabeled_weight`, `rampup_steps`).
+        ema_warmup: the k-th update's decay is `min(1 - 1/(k+1), ema_decay)`.
+        **kwargs: `PseudoLabel` arguments (`pseudo_label_mode`: the teacher's
+            dropout is active in `"training"` mode; `unlabeled_weight`,
+            `rampup_steps`).
 
     Example:
 
@@ -52,12 +62,13 @@ class MeanTeacher(PseudoLabel):
         Tarvainen & Valpola, Mean teachers are better role models, NeurIPS 2017.
     """
 
-    config_sections = (SSLConfig, MeanTeacherConfig)
+    config_sections = (SSLConfig, PseudoLabelConfig, MeanTeacherConfig)
 
-    def __init__(self, regressor, ema_decay=0.999, **kwargs):
+    def __init__(self, regressor, ema_decay=0.999, ema_warmup=False, **kwargs):
         super().__init__(regressor, **kwargs)
         self.ema_decay = float(ema_decay)
-        self.imputer = EMATeacher(regressor, ema_decay, name="imputer")
+        self.ema_warmup = bool(ema_warmup)
+        self.imputer = EMATeacher(regressor, ema_decay, ema_warmup, name="imputer")
 
     @property
     def teacher(self):
@@ -66,5 +77,5 @@ class MeanTeacher(PseudoLabel):
 
     def get_config(self):
         config = super().get_config()
-        config.update(ema_decay=self.ema_decay)
+        config.update(ema_decay=self.ema_decay, ema_warmup=self.ema_warmup)
         return config

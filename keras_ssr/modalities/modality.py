@@ -78,8 +78,7 @@ class Modality:
         """
         raise NotImplementedError
 
-    def input_spec(self, data):
+    @classmethod
+    def input_spec(cls, data):
         """The SavedModel input signature of raw inputs of `data`."""
-        return tf.TensorSpec(
-            (None,) + data.input_shape, self.spec_dtype, self.spec_name
-        )
+        return tf.TensorSpec((None,) + data.input_shape, cls.spec_dtype, cls.spec_name)
