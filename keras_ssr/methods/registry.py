@@ -12,9 +12,13 @@ import dataclasses
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.mean_teacher import MeanTeacher
+from keras_ssr.methods.pi_model import PiModel
 from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.rankup import RankUp
+from keras_ssr.methods.simregmatch import SimRegMatch
 from keras_ssr.methods.supervised import Supervised
+from keras_ssr.methods.temporal_ensembling import TemporalEnsembling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,12 @@ METHODS = {
     "only_labeled": MethodEntry(
         PPSSL, {"lambda_mode": "only_labeled", "lambda_value": 0.0}
     ),
+    # Baselines of the HPL paper (issue 12).
+    "pi_model": MethodEntry(PiModel),
+    "temporal_ensembling": MethodEntry(TemporalEnsembling),
+    "simregmatch": MethodEntry(SimRegMatch),
+    "rankup": MethodEntry(RankUp),
+    "rankup_no_rda": MethodEntry(RankUp, {"rda": False}),
 }
 
 
