@@ -14,6 +14,7 @@ from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
+from keras_ssr.methods.ssdkl import SSDKL
 from keras_ssr.methods.supervised import Supervised
 
 
@@ -85,6 +86,7 @@ METHODS = {
     "only_labeled": MethodEntry(
         PPSSL, {"lambda_mode": "only_labeled", "lambda_value": 0.0}
     ),
+    "ssdkl": MethodEntry(SSDKL),
 }
 
 

@@ -1,0 +1,83 @@
+"""`LabeledAnchors`: the labeled training rows a method predicts from."""
+
+import numpy as np
+import tensorflow as tf
+
+
+class LabeledAnchors:
+    """Raw inputs and standardised targets of the labeled rows behind a prediction.
+
+    Some methods predict from the labeled training data rather than from the
+    weights alone: SSDKL's GP posterior mean conditions on them, TNNR averages
+    predicted differences to them. The method keeps them here (set by its
+    `prepare(context)` hook from `context.labeled`) and recomputes their
+    features with the current weights whenever it predicts, so validation
+    during training and `evaluate` after restoring a checkpoint are exact; the
+    exported model bakes the features computed with the final weights.
+
+    The rows are held as eager tensors: a traced step captures them as inputs,
+    not as graph constants.
+
+    Args:
+        x: raw inputs of the labeled rows.
+        y: their standardised targets.
+        max_rows: keep a random subset of this many rows (`None` or 0: all).
+        seed: seed of that subset.
+
+    Example:
+
+    >>> anchors = LabeledAnchors(np.zeros((5, 2)), np.arange(5.0), max_rows=3)
+    >>> anchors.x.shape, len(anchors)
+    (TensorShape([3, 2]), 3)
+    """
+
+    def __init__(self, x, y, max_rows=None, seed=0):
+        x, y = np.asarray(x), np.asarray(y, dtype="float32").reshape(-1)
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(
+                f"Labeled anchors need as many targets as rows (at least one), got "
+                f"{len(x)} rows and {len(y)} targets."
+            )
+        if max_rows and max_rows < len(x):
+            keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_rows])
+            x, y = x[keep], y[keep]
+        if x.dtype.kind == "f":
+            x = x.astype("float32")
+        self.x = tf.constant(x)
+        self.y = tf.constant(y)
+
+    @classmethod
+    def from_context(cls, context, method, max_rows=None):
+        """The anchors of a `RunContext` (its labeled rows), for `method`."""
+        if context.labeled is None:
+            raise ValueError(
+                f"{method} predicts from the labeled training rows, but the "
+                "RunContext has none (RunContext.labeled is None): build it with "
+                "labeled=(x, y_standardized)."
+            )
+        return cls(*context.labeled, max_rows=max_rows)
+
+    def __len__(self):
+        return int(self.x.shape[0])
+
+    def features(self, function, batch_size=1024):
+        """`function(x)` over the anchors in batches, concatenated (eager)."""
+        return tf.concat(
+            [
+                function(self.x[start : start + batch_size])
+                for start in range(0, len(self), batch_size)
+            ],
+            axis=0,
+        )
+
+
+def require_anchors(anchors, method):
+    """`anchors`, or a `ValueError` saying how to give them."""
+    if anchors is None:
+        raise ValueError(
+            f"{method} predicts from the labeled training rows: call "
+            "`model.prepare(context)` (the trainer does) or "
+            "`model.set_anchors(x_labeled, y_standardized)` before predicting, "
+            "evaluating or exporting."
+        )
+    return anchors
