@@ -16,6 +16,7 @@ from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.ssdkl import SSDKL
 from keras_ssr.methods.supervised import Supervised
+from keras_ssr.methods.tnnr import TNNR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,7 @@ METHODS = {
         PPSSL, {"lambda_mode": "only_labeled", "lambda_value": 0.0}
     ),
     "ssdkl": MethodEntry(SSDKL),
+    "tnnr": MethodEntry(TNNR),
 }
 
 
