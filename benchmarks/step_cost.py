@@ -7,7 +7,9 @@ trainer's defaults). Variants: `pseudo_label` (the baseline, the HPL paper's
 "Baseline") and `hpl` with meta period 1 and 5 and an SGD or Adam unroll, each
 with `jit_compile` off and on, for a small and a wide MLP backbone. With
 `--suite l2i`: `l2i_v1` and `l2i_v2` (pseudo-label imputer) with a head-only and
-a full unroll instead.
+a full unroll instead. With `--suite baselines`: the HPL paper's baselines with
+their default flags, timed against `supervised` (the suite's first variant,
+its ratio baseline), with `pseudo_label` for reference.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
 train function is traced (and XLA-compiled) by warm-up steps, then rounds of
@@ -106,6 +108,9 @@ class HPLNoHoldout(HPL):
 
 def variant_specs(breakdown=False, suite="hpl"):
     """`(label, constructor, kwargs)` of every variant, the baseline first."""
+    if suite == "baselines":
+        names = ("supervised", BASELINE, "ssdkl", "tnnr")
+        return [(name, get_method(name), {}) for name in names]
     if suite == "l2i":
         return [(BASELINE, get_method(BASELINE), {})] + [
             (f"{name}_{unroll}", get_method(name), {"unroll": unroll})
@@ -167,9 +172,10 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--suite",
-        choices=("hpl", "l2i"),
+        choices=("hpl", "l2i", "baselines"),
         default="hpl",
-        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls",
+        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls; "
+        "baselines: the HPL paper's baselines against supervised",
     )
     parser.add_argument(
         "--memory",
@@ -418,10 +424,10 @@ def main(argv=None):
         f"\n{args.rounds} rounds x {args.steps} steps, labeled/unlabeled/hold-out "
         f"batch {args.labeled_batch_size}/{args.unlabeled_batch_size}/"
         f"{args.labeled_batch_size}, {os.cpu_count()} CPU, {elapsed:.0f} s total.\n"
-        "ms/step, min: wall time per step (median, best round); vs PL: median of "
-        "per-round ratios to pseudo_label (same backbone and jit), IQR its "
-        "quartiles;\ncpu ms, cpu vs PL: the same with process CPU time, steadier "
-        "when the VM is throttled; ops: nodes of the traced step function."
+        "ms/step, min: wall time per step (median, best round); vs <base>: median "
+        f"of per-round ratios to {rows[0]['variant']} (same backbone and jit), IQR "
+        "its quartiles;\ncpu ms, cpu vs <base>: the same with process CPU time, "
+        "steadier when the VM is throttled; ops: nodes of the traced step function."
     )
     if args.json:
         save_json(args, rows, elapsed)
@@ -431,8 +437,9 @@ def main(argv=None):
 def summarise(groups, memory=None):
     rows = []
     for (hidden_units, jit), group in groups.items():
-        base = np.asarray(group[BASELINE]["ms"])
-        base_cpu = np.asarray(group[BASELINE]["cpu_ms"])
+        baseline = group[next(iter(group))]  # the suite's first variant
+        base = np.asarray(baseline["ms"])
+        base_cpu = np.asarray(baseline["cpu_ms"])
         for label, entry in group.items():
             ms = np.asarray(entry["ms"])
             ratios = ms / base
@@ -462,16 +469,17 @@ def summarise(groups, memory=None):
 
 
 def format_table(rows, memory=True):
+    base = "PL" if rows[0]["variant"] == BASELINE else rows[0]["variant"]
     header = [
         "variant",
         "backbone",
         "jit",
         "ms/step",
         "min",
-        "vs PL",
+        f"vs {base}",
         "IQR",
         "cpu ms",
-        "cpu vs PL",
+        f"cpu vs {base}",
         "ops",
     ]
     if memory:
