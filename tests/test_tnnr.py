@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keras_ssr.methods.tnnr import TNNR, loop_residuals, pair_loss
-from keras_ssr.models.pair_head import ANCHOR_BLOCK, PairHead
+from keras_ssr.models.pair_head import PairHead, anchor_ensemble, relu_sums
 from tests.anchored_checks import (
     check_cli_exports_what_it_evaluated,
     check_served_equals_evaluate,
@@ -108,9 +108,28 @@ def test_loop_consistency_is_zero_for_consistent_differences(float64):
     assert np.abs(loop_residuals(_head64(), h)).min() > 1e-6  # not trivially zero
 
 
+def test_anchor_ensemble_is_the_mean_over_explicit_pairs(float64):
+    rng = np.random.default_rng(3)
+    h_x, h_a, y_a = (
+        rng.normal(size=(7, 3)),
+        rng.normal(size=(11, 3)),
+        rng.normal(size=11),
+    )
+    head = _head64()
+    forward, backward = head.pairwise(h_x, h_a), head.pairwise(h_a, h_x)
+    expected = np.mean(0.5 * forward - 0.5 * np.transpose(backward) + y_a, axis=1)
+    got = anchor_ensemble(head, h_x, h_a, y_a)
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-12)
+    # relu_sums on ties (q + b_k = 0) and all-negative / all-positive columns.
+    queries = np.array([[1.0, -5.0, 5.0], [-0.5, 0.0, -1.0]])
+    terms = np.array([[-1.0, 1.0, 2.0], [0.5, 2.0, -3.0], [0.5, -4.0, 0.0]])
+    brute = np.maximum(queries[:, None, :] + terms[None, :, :], 0).sum(axis=1)
+    np.testing.assert_allclose(relu_sums(queries, terms), brute, rtol=1e-15)
+
+
 def test_prediction_is_the_symmetric_anchor_mean(tmp_path):
     model, x, y, _ = trained(TNNR)
-    anchors = ANCHOR_BLOCK + 40  # two blocks of anchors
+    anchors = 60
     model.set_anchors(x[:anchors], y[:anchors])
     f = numpy_head(model.pair_head)
     h_a = model.regressor.features(x[:anchors]).numpy()

@@ -61,7 +61,9 @@ class LabeledAnchors:
         return int(self.x.shape[0])
 
     def features(self, function, batch_size=1024):
-        """`function(x)` over the anchors in batches, concatenated (eager)."""
+        """`function(x)` over the anchors in batches of `batch_size` rows,
+        concatenated (eagerly or in a traced step: the count is static), so
+        that a large anchor set costs the memory of one evaluation batch."""
         return tf.concat(
             [
                 function(self.x[start : start + batch_size])

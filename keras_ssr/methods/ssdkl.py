@@ -197,7 +197,7 @@ class SSDKL(SSRModel):
 
     def call(self, inputs, training=False):
         anchors = require_anchors(self.anchors, "SSDKL")
-        fit = self.gp.fit(self.kernel_features(anchors.x), anchors.y)
+        fit = self.gp.fit(anchors.features(self.kernel_features), anchors.y)
         mean = self.gp.posterior_mean(fit, self.kernel_features(inputs, training))
         return self.regressor.destandardize(tf.cast(mean, self.compute_dtype))
 

@@ -162,7 +162,7 @@ class TNNR(SSRModel):
         prediction = anchor_ensemble(
             self.pair_head,
             self.regressor.features(inputs, training=training),
-            self.regressor.features(anchors.x),
+            anchors.features(self.regressor.features),
             anchors.y,
         )
         return self.regressor.destandardize(prediction)

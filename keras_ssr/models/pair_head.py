@@ -1,25 +1,23 @@
 """`PairHead`: a twin network's head F(a, b) on the features of two inputs."""
 
 import keras
-
-# Anchors per block when averaging over many anchors (`anchor_ensemble`): a
-# block's hidden activations are (batch, ANCHOR_BLOCK, units) floats.
-ANCHOR_BLOCK = 128
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
 class PairHead(keras.layers.Layer):
-    """F(h_a, h_b) = w^T act(W [h_a; h_b] + c) + d: an MLP on a concatenated pair.
+    """F(h_a, h_b) = w^T relu(W [h_a; h_b] + c) + d: an MLP on a concatenated pair.
 
     The head of a twin network: both inputs go through the same backbone and
     the head reads the concatenation of their features. `call` takes aligned
     pairs; `pairwise` gives every pair of two sets at once, splitting W into
     the blocks acting on h_a and on h_b (`W [h_a; h_b] = W_a h_a + W_b h_b`), so
-    the first layer costs one product per row instead of one per pair.
+    the first layer costs one product per row instead of one per pair. The
+    activation is a ReLU (the reference code's), which `anchor_ensemble`'s
+    exact average over many anchors relies on.
 
     Args:
         units: width of the hidden layer.
-        activation: its activation.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -34,12 +32,11 @@ class PairHead(keras.layers.Layer):
         Applied AI Letters 2022.
     """
 
-    def __init__(self, units=128, activation="relu", **kwargs):
+    def __init__(self, units=128, **kwargs):
         super().__init__(**kwargs)
         if int(units) < 1:
             raise ValueError(f"units must be >= 1, got {units}.")
         self.units = int(units)
-        self.activation = activation
         self.hidden = keras.layers.Dense(self.units, name="hidden")
         self.output_layer = keras.layers.Dense(1, name="output")
 
@@ -64,21 +61,24 @@ class PairHead(keras.layers.Layer):
         return self._out(left[:, None, :] + right[None, :, :])
 
     def _out(self, hidden):
-        hidden = keras.activations.get(self.activation)(hidden)
-        return keras.ops.squeeze(self.output_layer(hidden), axis=-1)
+        return keras.ops.squeeze(self.output_layer(keras.ops.relu(hidden)), axis=-1)
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, activation=self.activation)
+        config.update(units=self.units)
         return config
 
 
 def anchor_ensemble(head, features, anchor_features, anchor_targets):
     """TNNR's prediction: the mean over anchors k of
-    `F(x, x_k)/2 - F(x_k, x)/2 + y_k`, shape (batch, 1).
+    `F(x, x_k)/2 - F(x_k, x)/2 + y_k`, shape (batch, 1), computed exactly
+    without forming the (batch, anchors, units) pair activations.
 
-    The anchors are taken in blocks of `ANCHOR_BLOCK` so the pair activations
-    stay (batch, block, units).
+    With `F(a, b) = w^T relu(U a + V b + c) + d` (U, V the blocks of the hidden
+    kernel acting on a and on b), the output bias d cancels and
+    `mean_k F(x, x_k) = w^T mean_k relu(U x + (V x_k + c)) + d`: per hidden
+    unit a sum over anchors of `relu(q + b_k)` (`relu_sums`), likewise for
+    `F(x_k, x)` with `q = V x`, `b_k = U x_k + c`.
 
     Args:
         head: the `PairHead`.
@@ -86,14 +86,41 @@ def anchor_ensemble(head, features, anchor_features, anchor_targets):
         anchor_features: backbone features of the anchors, (n, d).
         anchor_targets: the anchors' targets, (n,).
     """
-    anchor_targets = keras.ops.cast(anchor_targets, features.dtype)
+    d = head.feature_dim
+    kernel, bias = head.hidden.kernel, head.hidden.bias
+    forward = relu_sums(
+        keras.ops.matmul(features, kernel[:d]),
+        keras.ops.matmul(anchor_features, kernel[d:]) + bias,
+    )
+    backward = relu_sums(
+        keras.ops.matmul(features, kernel[d:]),
+        keras.ops.matmul(anchor_features, kernel[:d]) + bias,
+    )
     n = int(anchor_features.shape[0])
-    total = 0.0
-    for start in range(0, n, ANCHOR_BLOCK):
-        block = anchor_features[start : start + ANCHOR_BLOCK]
-        forward = head.pairwise(features, block)
-        backward = keras.ops.transpose(head.pairwise(block, features))
-        targets = anchor_targets[start : start + ANCHOR_BLOCK]
-        estimates = 0.5 * forward - 0.5 * backward + targets[None, :]
-        total = total + keras.ops.sum(estimates, axis=1)
-    return keras.ops.reshape(total / n, (-1, 1))
+    hidden = (forward - backward) / (2.0 * n)
+    mean_target = keras.ops.mean(keras.ops.cast(anchor_targets, features.dtype))
+    return keras.ops.matmul(hidden, head.output_layer.kernel) + mean_target
+
+
+def relu_sums(queries, anchor_terms):
+    """`S[i, h] = sum_k relu(queries[i, h] + anchor_terms[k, h])`, exactly.
+
+    Per column h, with the anchor terms sorted, the terms with
+    `b_k > -q` are a suffix: `S = q * (their count) + (their sum)`, from one
+    binary search and a suffix sum, O((n + batch) log n) instead of
+    O(n * batch). Computed in float64 (the two parts may cancel); returned in
+    the queries' dtype.
+
+    Args:
+        queries: (batch, units).
+        anchor_terms: (n, units).
+    """
+    q = tf.transpose(tf.cast(queries, "float64"))
+    terms = tf.sort(tf.transpose(tf.cast(anchor_terms, "float64")), axis=1)
+    suffix = tf.concat(
+        [tf.cumsum(terms, axis=1, reverse=True), tf.zeros_like(terms[:, :1])], axis=1
+    )
+    first = tf.searchsorted(terms, -q, side="right")  # first k with b_k > -q
+    count = tf.cast(tf.shape(terms)[1] - first, "float64")
+    sums = q * count + tf.gather(suffix, first, batch_dims=1)
+    return tf.cast(tf.transpose(sums), queries.dtype)
