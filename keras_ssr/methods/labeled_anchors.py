@@ -1,4 +1,4 @@
-"""`LabeledAnchors`: the labeled training rows a method predicts from."""
+"""`LabeledAnchors`, `PredictsFromAnchors`: the labeled rows a prediction uses."""
 
 import numpy as np
 import tensorflow as tf
@@ -46,17 +46,6 @@ class LabeledAnchors:
         self.x = tf.constant(x)
         self.y = tf.constant(y)
 
-    @classmethod
-    def from_context(cls, context, method, max_rows=None):
-        """The anchors of a `RunContext` (its labeled rows), for `method`."""
-        if context.labeled is None:
-            raise ValueError(
-                f"{method} predicts from the labeled training rows, but the "
-                "RunContext has none (RunContext.labeled is None): build it with "
-                "labeled=(x, y_standardized)."
-            )
-        return cls(*context.labeled, max_rows=max_rows)
-
     def __len__(self):
         return int(self.x.shape[0])
 
@@ -73,13 +62,41 @@ class LabeledAnchors:
         )
 
 
-def require_anchors(anchors, method):
-    """`anchors`, or a `ValueError` saying how to give them."""
-    if anchors is None:
-        raise ValueError(
-            f"{method} predicts from the labeled training rows: call "
-            "`model.prepare(context)` (the trainer does) or "
-            "`model.set_anchors(x_labeled, y_standardized)` before predicting, "
-            "evaluating or exporting."
-        )
-    return anchors
+class PredictsFromAnchors:
+    """Mixin of the `SSRModel`s whose prediction needs the labeled rows.
+
+    Its `prepare(context)` hook keeps `context.labeled` as the anchors
+    (`LabeledAnchors`, at most `num_anchors` rows, 0: all); a library user
+    calls `set_anchors(x, y_standardized)` instead. Setting anchors drops the
+    traced predict and test functions, which captured the previous ones.
+    """
+
+    num_anchors = 0
+    anchors = None
+
+    def prepare(self, context):
+        """Keeps the run's labeled rows (`context.labeled`) as the anchors."""
+        if context.labeled is None:
+            raise ValueError(
+                f"{type(self).__name__} predicts from the labeled training rows, "
+                "but the RunContext has none (RunContext.labeled is None): build "
+                "it with labeled=(x, y_standardized)."
+            )
+        self.set_anchors(*context.labeled)
+
+    def set_anchors(self, x, y_standardized):
+        """Sets the labeled rows (raw inputs, standardised targets) the
+        prediction uses."""
+        self.anchors = LabeledAnchors(x, y_standardized, max_rows=self.num_anchors)
+        self.test_function = self.predict_function = None
+
+    def required_anchors(self):
+        """The anchors, or a `ValueError` saying how to set them."""
+        if self.anchors is None:
+            raise ValueError(
+                f"{type(self).__name__} predicts from the labeled training rows: "
+                "call `model.prepare(context)` (the trainer does) or "
+                "`model.set_anchors(x_labeled, y_standardized)` before predicting, "
+                "evaluating or exporting."
+            )
+        return self.anchors

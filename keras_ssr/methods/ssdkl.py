@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_ssr.config_section import ConfigSection, option
-from keras_ssr.methods.labeled_anchors import LabeledAnchors, require_anchors
+from keras_ssr.methods.labeled_anchors import PredictsFromAnchors
 from keras_ssr.methods.replica_gather import gather_rows, local_rows
 from keras_ssr.methods.ssr_model import SSRModel, VariableGroup, check_finite
 from keras_ssr.models.gaussian_process import (
@@ -46,7 +46,7 @@ class SSDKLConfig(ConfigSection):
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
-class SSDKL(SSRModel):
+class SSDKL(PredictsFromAnchors, SSRModel):
     """Deep kernel GP regression trained with an unlabeled variance penalty.
 
     A zero-mean GP with a squared-exponential kernel acts on learned features
@@ -133,7 +133,6 @@ class SSDKL(SSRModel):
             if self.embedding_dim
             else keras.layers.Identity(name="embedding")
         )
-        self.anchors = None
 
     def build_method(self, input_shape):
         self.embedding.build(self.regressor.backbone.compute_output_shape(input_shape))
@@ -151,16 +150,6 @@ class SSDKL(SSRModel):
             ),
             "gp": VariableGroup(self.gp.trainable_weights, self.gp_optimizer),
         }
-
-    def prepare(self, context):
-        """Keeps the run's labeled rows (`context.labeled`) as the anchors."""
-        self.anchors = LabeledAnchors.from_context(context, "SSDKL")
-        self._retrace()
-
-    def set_anchors(self, x, y_standardized):
-        """Sets the labeled rows the GP conditions on when predicting."""
-        self.anchors = LabeledAnchors(x, y_standardized)
-        self._retrace()
 
     def kernel_features(self, x, training=False):
         """phi(x): the embedding of the backbone features (the kernel's input)."""
@@ -196,7 +185,7 @@ class SSDKL(SSRModel):
         return tf.reshape(tf.cast(targets, GP_DTYPE), (-1, 1)) - noise**2 * fit.alpha
 
     def call(self, inputs, training=False):
-        anchors = require_anchors(self.anchors, "SSDKL")
+        anchors = self.required_anchors()
         fit = self.gp.fit(anchors.features(self.kernel_features), anchors.y)
         mean = self.gp.posterior_mean(fit, self.kernel_features(inputs, training))
         return self.regressor.destandardize(tf.cast(mean, self.compute_dtype))
@@ -204,15 +193,11 @@ class SSDKL(SSRModel):
     def inference_model(self):
         """A `GPPosteriorRegressor` with the anchors' features and alpha
         computed with the current weights."""
-        anchors = require_anchors(self.anchors, "SSDKL")
+        anchors = self.required_anchors()
         fit = self.gp.fit(anchors.features(self.kernel_features), anchors.y)
         return GPPosteriorRegressor.from_fit(
             self.regressor, self.embedding, self.gp, fit, name="ssdkl_posterior"
         )
-
-    def _retrace(self):
-        # The traced predict/test functions captured the previous anchors.
-        self.test_function = self.predict_function = None
 
     def get_config(self):
         config = super().get_config()

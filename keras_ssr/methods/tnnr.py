@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_ssr.config_section import ConfigSection, option
-from keras_ssr.methods.labeled_anchors import LabeledAnchors, require_anchors
+from keras_ssr.methods.labeled_anchors import PredictsFromAnchors
 from keras_ssr.methods.replica_gather import gather_rows, local_rows
 from keras_ssr.methods.ssr_model import SSRModel, VariableGroup, check_finite
 from keras_ssr.models.pair_head import PairHead, anchor_ensemble
@@ -42,7 +42,7 @@ class TNNRConfig(ConfigSection):
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
-class TNNR(SSRModel):
+class TNNR(PredictsFromAnchors, SSRModel):
     """Twin network predicting target differences, F(x_i, x_j) ~ y_i - y_j.
 
     Both inputs of a pair go through the regressor's backbone (a twin: shared
@@ -105,7 +105,6 @@ class TNNR(SSRModel):
             raise ValueError(f"num_anchors must be >= 0 (0: all), got {num_anchors}.")
         self.num_anchors = int(num_anchors)
         self.pair_head = PairHead(head_units, name="pair_head")
-        self.anchors = None
 
     @property
     def head_units(self):
@@ -123,18 +122,6 @@ class TNNR(SSRModel):
                 self.optimizer,
             )
         }
-
-    def prepare(self, context):
-        """Keeps the run's labeled rows (`context.labeled`) as the anchors."""
-        self.anchors = LabeledAnchors.from_context(
-            context, "TNNR", max_rows=self.num_anchors
-        )
-        self._retrace()
-
-    def set_anchors(self, x, y_standardized):
-        """Sets the labeled rows a prediction averages over."""
-        self.anchors = LabeledAnchors(x, y_standardized, max_rows=self.num_anchors)
-        self._retrace()
 
     def compute_losses(self, batch):
         x_l, y_l = batch["labeled"]
@@ -158,7 +145,7 @@ class TNNR(SSRModel):
         return terms
 
     def call(self, inputs, training=False):
-        anchors = require_anchors(self.anchors, "TNNR")
+        anchors = self.required_anchors()
         prediction = anchor_ensemble(
             self.pair_head,
             self.regressor.features(inputs, training=training),
@@ -170,7 +157,7 @@ class TNNR(SSRModel):
     def inference_model(self):
         """A `TwinAnchorRegressor` with the anchors' features computed with
         the current weights."""
-        anchors = require_anchors(self.anchors, "TNNR")
+        anchors = self.required_anchors()
         return TwinAnchorRegressor.from_anchors(
             self.regressor,
             self.pair_head,
@@ -178,10 +165,6 @@ class TNNR(SSRModel):
             anchors.y,
             name="tnnr_anchors",
         )
-
-    def _retrace(self):
-        # The traced predict/test functions captured the previous anchors.
-        self.test_function = self.predict_function = None
 
     def get_config(self):
         config = super().get_config()
