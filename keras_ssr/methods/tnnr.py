@@ -37,7 +37,7 @@ class TNNRConfig(ConfigSection):
         0,
         "labeled anchors a prediction averages over (0: every labeled row)",
         flag="--tnnr-num-anchors",
-        source="paper: every training row",
+        source="reference code: every training row",
     )
 
 
@@ -65,8 +65,8 @@ class TNNR(PredictsFromAnchors, SSRModel):
 
     The prediction for x (`call`, hence `evaluate`, and `inference_model()`,
     hence the export) is the ensemble over the labeled anchors k,
-    `mean_k (F(x, x_k)/2 - F(x_k, x)/2 + y_k)` (the TNNR papers' symmetric
-    estimate), de-standardised; `call` recomputes the anchors' features with
+    `mean_k (F(x, x_k)/2 - F(x_k, x)/2 + y_k)` (the symmetric estimate of the
+    reference code), de-standardised; `call` recomputes the anchors' features with
     the current weights, `inference_model()` bakes them. The regressor's Dense
     head is not used.
 
