@@ -120,6 +120,12 @@ def test_anchor_ensemble_is_the_mean_over_explicit_pairs(float64):
     expected = np.mean(0.5 * forward - 0.5 * np.transpose(backward) + y_a, axis=1)
     got = anchor_ensemble(head, h_x, h_a, y_a)
     np.testing.assert_allclose(got[:, 0], expected, rtol=1e-12)
+    # Anchors of unknown static count (a text backbone's features) work too.
+    spec = tf.TensorSpec((None, 3), "float64")
+    traced = tf.function(
+        lambda x, a: anchor_ensemble(head, x, a, y_a), input_signature=[spec, spec]
+    )
+    np.testing.assert_allclose(traced(h_x, h_a)[:, 0], expected, rtol=1e-12)
     # relu_sums on ties (q + b_k = 0) and all-negative / all-positive columns.
     queries = np.array([[1.0, -5.0, 5.0], [-0.5, 0.0, -1.0]])
     terms = np.array([[-1.0, 1.0, 2.0], [0.5, 2.0, -3.0], [0.5, -4.0, 0.0]])

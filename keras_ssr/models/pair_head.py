@@ -96,7 +96,7 @@ def anchor_ensemble(head, features, anchor_features, anchor_targets):
         keras.ops.matmul(features, kernel[d:]),
         keras.ops.matmul(anchor_features, kernel[:d]) + bias,
     )
-    n = int(anchor_features.shape[0])
+    n = keras.ops.cast(keras.ops.shape(anchor_features)[0], forward.dtype)
     hidden = (forward - backward) / (2.0 * n)
     mean_target = keras.ops.mean(keras.ops.cast(anchor_targets, features.dtype))
     return keras.ops.matmul(hidden, head.output_layer.kernel) + mean_target
