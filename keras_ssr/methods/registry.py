@@ -17,8 +17,10 @@ from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.rankup import RankUp
 from keras_ssr.methods.simregmatch import SimRegMatch
+from keras_ssr.methods.ssdkl import SSDKL
 from keras_ssr.methods.supervised import Supervised
 from keras_ssr.methods.temporal_ensembling import TemporalEnsembling
+from keras_ssr.methods.tnnr import TNNR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +97,8 @@ METHODS = {
     "simregmatch": MethodEntry(SimRegMatch),
     "rankup": MethodEntry(RankUp),
     "rankup_no_rda": MethodEntry(RankUp, {"rda": False}),
+    "ssdkl": MethodEntry(SSDKL),
+    "tnnr": MethodEntry(TNNR),
 }
 
 
