@@ -9,12 +9,14 @@ constructs it. Adding a method is one line here (see docs/adding_a_method.md).
 
 import dataclasses
 
+from keras_ssr.methods.clss import CLSS
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.mean_teacher import MeanTeacher
 from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.supervised import Supervised
+from keras_ssr.methods.ucvme import UCVME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +87,8 @@ METHODS = {
     "only_labeled": MethodEntry(
         PPSSL, {"lambda_mode": "only_labeled", "lambda_value": 0.0}
     ),
+    "ucvme": MethodEntry(UCVME),
+    "clss": MethodEntry(CLSS),
 }
 
 
