@@ -7,7 +7,13 @@ import tensorflow as tf
 
 from keras_ssr.export import export_regressor
 from keras_ssr.methods.registry import get_method
-from keras_ssr.methods.ucvme import UCVME, RegressorEnsemble, ucvme_terms
+from keras_ssr.methods.ucvme import (
+    UCVME,
+    RegressorEnsemble,
+    hash_uniform,
+    step_key,
+    ucvme_terms,
+)
 from tests.helpers import compiled, linear_problem, make_batch, make_regressor
 from trainers.run import main
 
@@ -68,6 +74,20 @@ def test_loss_terms_by_hand():
     assert float(terms["loss"]) == pytest.approx(expected)
 
 
+def test_hash_uniform_is_uniform_independent_and_the_same_under_xla():
+    key = step_key(tf.constant([3, 5]))
+    draw = tf.function(lambda stream: hash_uniform([200, 500], key, stream))
+    u = draw(0).numpy()
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    assert np.all(np.abs(np.histogram(u, bins=10)[0] / u.size - 0.1) < 0.005)
+    other = draw(1).numpy()
+    assert abs(np.corrcoef(u.ravel(), other.ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(u.ravel()[:-1], u.ravel()[1:])[0, 1]) < 0.01
+    jit = tf.function(lambda: hash_uniform([200, 500], key, 0), jit_compile=True)
+    np.testing.assert_array_equal(jit().numpy(), u)
+
+
 def _model(**kwargs):
     model = compiled(
         UCVME, make_regressor(), optimizer=keras.optimizers.Adam(1e-2), **kwargs
@@ -78,7 +98,7 @@ def _model(**kwargs):
 def test_pseudo_labels_are_the_mean_of_the_mc_samples():
     x, _ = linear_problem(n=12)
     model = _model(num_samples=4, dropout_rate=0.3)
-    seed = tf.constant([7, 11], tf.int64)
+    seed = tf.constant(7, tf.int64)
     means, log_variances = (s.numpy() for s in model.mc_samples(x, seed))
     assert means.shape == log_variances.shape == (2, 4, 12, 1)
     # Dropout is on: the samples of a model differ, and the models differ.
@@ -90,7 +110,7 @@ def test_pseudo_labels_are_the_mean_of_the_mc_samples():
     y_tilde, z_tilde = model.pseudo_labels(x, seed)
     np.testing.assert_allclose(y_tilde, means.mean(axis=(0, 1)), rtol=1e-6)
     np.testing.assert_allclose(z_tilde, log_variances.mean(axis=(0, 1)), rtol=1e-6)
-    other = model.mc_samples(x, tf.constant([8, 11], tf.int64))[0].numpy()
+    other = model.mc_samples(x, tf.constant(8, tf.int64))[0].numpy()
     assert not np.allclose(other, means)
 
 
@@ -99,7 +119,7 @@ def test_mc_samples_are_unbiased_around_the_dropout_off_prediction():
     output, and each mask keeps a fraction 1 - rate of the features."""
     x, _ = linear_problem(n=4)
     model = _model(num_samples=4000, dropout_rate=0.2)
-    means = model.mc_samples(x, tf.constant([1, 2], tf.int64))[0].numpy()
+    means = model.mc_samples(x, tf.constant(1, tf.int64))[0].numpy()
     off = [m.standardized(x, training=True).numpy() for m in model.members]
     spread = means.std(axis=1) / np.sqrt(4000)
     for member in range(2):
@@ -143,6 +163,15 @@ def test_compute_losses_follow_the_equations_without_dropout():
     )
     np.testing.assert_allclose(terms["loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(terms["log_variance"], z_t.mean(), rtol=1e-5, atol=1e-7)
+
+
+def test_log_variance_range_clamps_every_log_variance():
+    x, _ = linear_problem(n=16)
+    model = _model(log_variance_range=(-0.01, 0.02))
+    _, log_variances = model.mc_samples(x, tf.constant(1, tf.int64))
+    z = log_variances.numpy()
+    assert z.min() >= -0.01 and z.max() <= 0.02
+    assert np.isclose(z.min(), -0.01) or np.isclose(z.max(), 0.02)
 
 
 def test_train_step_updates_both_models_and_heads():
@@ -213,6 +242,7 @@ def test_get_config_round_trip_and_bad_options():
         dropout_rate=0.1,
         num_samples=3,
         labeled_variance="reference",
+        log_variance_range=(-5.0, 5.0),
         seed=4,
         unlabeled_weight=2.0,
     )
@@ -228,6 +258,8 @@ def test_get_config_round_trip_and_bad_options():
         UCVME(make_regressor(), num_samples=0)
     with pytest.raises(ValueError, match="labeled_variance must be one of"):
         UCVME(make_regressor(), labeled_variance="mean")
+    with pytest.raises(ValueError, match="low must be < high"):
+        UCVME(make_regressor(), log_variance_range=(1.0, -1.0))
     with pytest.raises(ValueError, match="unlabeled_weight must be a finite"):
         UCVME(make_regressor(), unlabeled_weight=-1.0)
 

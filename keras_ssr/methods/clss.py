@@ -232,11 +232,15 @@ def _ones_complement_basis(n, dtype):
 
 
 def normalised_rank(scores):
-    """Descending rank of each entry within its row, in (0, 1]: the largest
-    score of a row gets 1/n, the smallest 1; ties keep the column order."""
-    order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
-    rank = tf.argsort(order, axis=-1, stable=True) + 1
-    return tf.cast(rank, scores.dtype) / tf.cast(tf.shape(scores)[-1], scores.dtype)
+    """Descending rank of each entry within its row of a matrix, in (0, 1]:
+    the largest score of a row gets 1/n, the smallest 1; ties keep the column
+    order (`top_k` puts the lower index first)."""
+    n = tf.shape(scores)[-1]
+    order = tf.math.top_k(scores, k=n).indices  # a stable descending sort
+    rows = tf.broadcast_to(tf.range(tf.shape(scores)[0])[:, None], tf.shape(order))
+    positions = tf.broadcast_to(tf.range(1, n + 1), tf.shape(order))
+    rank = tf.scatter_nd(tf.stack([rows, order], -1), positions, tf.shape(order))
+    return tf.cast(rank, scores.dtype) / tf.cast(n, scores.dtype)
 
 
 def blackbox_rank(scores, interpolation):

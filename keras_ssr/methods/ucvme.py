@@ -6,7 +6,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from keras_ssr.config_section import ConfigSection, option
+from keras_ssr.config_section import ConfigSection, option, parse_floats
 from keras_ssr.losses.heteroscedastic_loss import heteroscedastic_loss
 from keras_ssr.methods.ssr_model import (
     SSRModel,
@@ -52,6 +52,14 @@ class UCVMEConfig(ConfigSection):
         flag="--ucvme-labeled-variance",
         choices=LABELED_VARIANCES,
         source="paper eq. 3",
+    )
+    log_variance_range: tuple | None = option(
+        None,
+        "clamp of the predicted log-variances z as low,high (write "
+        "--ucvme-log-variance-range=-10,10); default none, as the paper",
+        flag="--ucvme-log-variance-range",
+        parse=parse_floats,
+        source="paper and reference code: no clamp",
     )
 
 
@@ -149,9 +157,11 @@ class UCVME(SSRModel):
     prediction, so the deterministic mean is that ensemble's limit (T -> inf)
     and the served model is deterministic.
 
-    Dropout masks are drawn for the global batch from one stateless seed per
-    step (`keras.random.SeedGenerator`) and sliced per replica, so a
-    `MirroredStrategy` step equals the one-device step on the same global batch.
+    Dropout masks come from a counter-based hash (`hash_uniform`) of a
+    per-step key (from a `keras.random.SeedGenerator`), the pass and each
+    element's index in the global batch, sliced to the replica's rows: a
+    `MirroredStrategy` step and a jit-compiled step equal the one-device graph
+    step.
 
     The cost per step: two models, each with 1 labeled and 1 + T unlabeled
     forward passes (the T passes without gradient, as one batch of T copies).
@@ -162,6 +172,8 @@ class UCVME(SSRModel):
         dropout_rate: MC-dropout rate before both heads, in [0, 1).
         num_samples: T, dropout passes per model for the pseudo-labels.
         labeled_variance: `"paper"` or `"reference"` (see above).
+        log_variance_range: `(low, high)` clamp of every predicted z, or
+            `None` (the paper: no clamp).
         seed: seed of the dropout masks (`None`: from Keras' global seed).
         unlabeled_weight: w_ulb (paper: 10).
         rampup_steps: linear ramp-up of w_ulb (paper: 0).
@@ -195,6 +207,7 @@ class UCVME(SSRModel):
         dropout_rate=0.05,
         num_samples=5,
         labeled_variance="paper",
+        log_variance_range=None,
         seed=None,
         unlabeled_weight=10.0,
         rampup_steps=0,
@@ -214,6 +227,14 @@ class UCVME(SSRModel):
         self.num_samples = int(num_samples)
         check_choice("labeled_variance", labeled_variance, LABELED_VARIANCES)
         self.labeled_variance = labeled_variance
+        if log_variance_range is not None:
+            low, high = (float(v) for v in log_variance_range)
+            if not low < high:
+                raise ValueError(
+                    f"log_variance_range={log_variance_range}: low must be < high."
+                )
+            log_variance_range = (low, high)
+        self.log_variance_range = log_variance_range
         self.seed = seed
         config = regressor.get_config()
         config["name"] = f"{regressor.name}_b"
@@ -249,29 +270,32 @@ class UCVME(SSRModel):
         """`RegressorEnsemble` of both regressors (dropout off)."""
         return RegressorEnsemble(self.members, name="ucvme_ensemble")
 
-    def heads(self, member, features, seed):
+    def heads(self, member, features, key, stream):
         """`(mean, log_variance)` of model `member` (0: a, 1: b) on `features`,
-        each through its own MC-dropout mask (`seed`: a stateless seed)."""
+        each through its own MC-dropout mask (`key`: the step's int64 key,
+        `stream`: an int naming this pass, see `hash_uniform`)."""
         regressor = self.members[member]
-        mean_seed, variance_seed = (fold_seed(seed, k) for k in (0, 1))
-        mean = regressor.head(self.dropout(features, mean_seed))
+        mean = regressor.head(self.dropout(features, key, 2 * stream))
         log_variance = self.log_variance_heads[member](
-            self.dropout(features, variance_seed)
+            self.dropout(features, key, 2 * stream + 1)
         )
+        if self.log_variance_range is not None:
+            log_variance = keras.ops.clip(log_variance, *self.log_variance_range)
         return mean, log_variance
 
-    def forward(self, member, x, seed):
+    def forward(self, member, x, key, stream):
         """`(mean, log_variance)` of model `member` on inputs `x`, training
         mode, one dropout sample."""
         features = self.members[member].features(x, training=True)
-        return self.heads(member, features, seed)
+        return self.heads(member, features, key, stream)
 
-    def mc_samples(self, x, seed):
+    def mc_samples(self, x, key):
         """T dropout samples of both models on `x`, stop-gradient.
 
         Returns `(means, log_variances)`, each of shape `(2, T, batch, 1)`
         (model, sample, row). The T passes are one forward pass over T copies
-        of the batch (training mode, as the authors' code).
+        of the batch (training mode, as the authors' code); `key` is an int64
+        scalar (`step_key`).
         """
         samples = self.num_samples
         tiled = tf.tile(x, [samples] + [1] * (len(x.shape) - 1))
@@ -281,35 +305,35 @@ class UCVME(SSRModel):
             features = keras.ops.reshape(
                 features, (samples, -1) + tuple(features.shape[1:])
             )
-            mean, log_variance = self.heads(member, features, fold_seed(seed, member))
+            mean, log_variance = self.heads(member, features, key, 4 + member)
             means.append(mean)
             log_variances.append(log_variance)
         stop = keras.ops.stop_gradient
         return stop(keras.ops.stack(means)), stop(keras.ops.stack(log_variances))
 
-    def pseudo_labels(self, x, seed):
+    def pseudo_labels(self, x, key):
         """`(y~, z~)` of eq. 7-8: the mean over both models and T samples."""
-        means, log_variances = self.mc_samples(x, seed)
+        means, log_variances = self.mc_samples(x, key)
         return (
             keras.ops.mean(means, axis=(0, 1)),
             keras.ops.mean(log_variances, axis=(0, 1)),
         )
 
-    def dropout(self, features, seed):
+    def dropout(self, features, key, stream):
         """Inverted dropout with a mask drawn for the global batch and sliced
         to this replica's rows (the batch axis is the second to last)."""
         rate = self.dropout_rate
         if rate == 0.0:
             return features
-        return _global_batch_dropout(features, rate, seed)
+        return _global_batch_dropout(features, rate, key, stream)
 
     def compute_losses(self, batch):
         x_l, y_l = batch["labeled"]
         x_u = batch["unlabeled"][0]
-        seed = self.seed_generator.next()
-        labeled = [self.forward(m, x_l, fold_seed(seed, m)) for m in range(2)]
-        unlabeled = [self.forward(m, x_u, fold_seed(seed, 2 + m)) for m in range(2)]
-        pseudo = self.pseudo_labels(x_u, fold_seed(seed, 4))
+        key = step_key(self.seed_generator.next())
+        labeled = [self.forward(m, x_l, key, m) for m in range(2)]
+        unlabeled = [self.forward(m, x_u, key, 2 + m) for m in range(2)]
+        pseudo = self.pseudo_labels(x_u, key)
         terms = ucvme_terms(
             y_l,
             labeled,
@@ -329,6 +353,7 @@ class UCVME(SSRModel):
             dropout_rate=self.dropout_rate,
             num_samples=self.num_samples,
             labeled_variance=self.labeled_variance,
+            log_variance_range=self.log_variance_range,
             seed=self.seed,
         )
         return config
@@ -383,9 +408,9 @@ def ucvme_terms(y_l, labeled, unlabeled, pseudo, weight, labeled_variance="paper
     }
 
 
-def _global_batch_dropout(x, rate, seed):
+def _global_batch_dropout(x, rate, key, stream):
     """Inverted dropout of `x` (batch axis -2) whose keep-mask is this
-    replica's slice of a mask drawn for the global batch from `seed`.
+    replica's slice of a mask drawn for the global batch (`hash_uniform`).
 
     Under `tf.distribute` each replica holds a contiguous slice of the global
     batch (replica r: rows r*n to (r+1)*n); drawing the global mask and
@@ -398,7 +423,7 @@ def _global_batch_dropout(x, rate, seed):
     shape = tf.shape(x)
     rows = shape[axis]
     global_shape = tf.tensor_scatter_nd_update(shape, [[axis]], [rows * replicas])
-    uniform = hash_uniform(global_shape, seed)
+    uniform = hash_uniform(global_shape, key, stream)
     begin = tf.tensor_scatter_nd_update(
         tf.zeros_like(shape), [[axis]], [rows * replica]
     )
@@ -418,23 +443,16 @@ def _mix32(h):
     return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
 
 
-def fold_seed(seed, data):
-    """A new `(2,)` seed from `seed` and an int `data` (a stream number), by
-    hashing: as `tf.random.experimental.stateless_fold_in`, which gives
-    other numbers under XLA than in graph mode."""
+def step_key(seed):
+    """An int64 scalar key in [0, 2^32) from a `(2,)` int seed (e.g. a
+    `keras.random.SeedGenerator`'s `next()`)."""
     seed = tf.cast(seed, tf.int64) & _MASK32
-    data = tf.cast(data, tf.int64)
-    first = _mix32(
-        tf.bitwise.bitwise_xor(seed[0], _mix32((data + 0x632BE5AB) & _MASK32))
-    )
-    second = _mix32(
-        tf.bitwise.bitwise_xor(seed[1], _mix32((data * 0x9E3779B9) & _MASK32))
-    )
-    return tf.stack([first, second])
+    return _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0]), seed[1]))
 
 
-def hash_uniform(shape, seed):
-    """Uniform [0, 1) floats from a counter-based hash of (seed, element index).
+def hash_uniform(shape, key, stream=0):
+    """Uniform [0, 1) floats from a counter-based hash of (key, stream,
+    element index): MurmurHash3's finaliser, twice, over a Weyl sequence.
 
     The same numbers in graph mode, under XLA and on every device:
     TensorFlow's stateless random kernels (and `stateless_fold_in`) give other
@@ -443,13 +461,12 @@ def hash_uniform(shape, seed):
 
     Args:
         shape: the output shape (a 1-D int tensor).
-        seed: int `(2,)` seed tensor.
+        key: int64 scalar in [0, 2^32) (`step_key`).
+        stream: a Python int naming an independent sequence for the same key.
     """
-    seed = tf.cast(seed, tf.int64) & _MASK32
-    key = _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0]), seed[1]))
+    key = _mix32(tf.bitwise.bitwise_xor(key, (stream * 0x632BE5AB + 1) & _MASK32))
     index = tf.range(tf.reduce_prod(tf.cast(shape, tf.int64)), dtype=tf.int64)
-    bits = _mix32(
-        tf.bitwise.bitwise_xor(_mix32((index * 0x9E3779B9 + key) & _MASK32), key)
-    )
+    bits = _mix32((index * 0x9E3779B9 + key) & _MASK32)
+    bits = _mix32(tf.bitwise.bitwise_xor(bits, key))
     uniform = tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) / float(1 << 24)
     return tf.reshape(uniform, shape)
