@@ -7,7 +7,9 @@ trainer's defaults). Variants: `pseudo_label` (the baseline, the HPL paper's
 "Baseline") and `hpl` with meta period 1 and 5 and an SGD or Adam unroll, each
 with `jit_compile` off and on, for a small and a wide MLP backbone. With
 `--suite l2i`: `l2i_v1` and `l2i_v2` (pseudo-label imputer) with a head-only and
-a full unroll instead.
+a full unroll instead. With `--suite baselines`: `supervised` (the baseline of
+the ratios) and the registered baselines of the HPL paper named by
+`--methods` (default: all of them), each with its default arguments.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
 train function is traced (and XLA-compiled) by warm-up steps, then rounds of
@@ -77,11 +79,23 @@ from keras_ssr.data.streams import make_train_stream  # noqa: E402
 from keras_ssr.data.tabular_views import TabularViews  # noqa: E402
 from keras_ssr.data.target_scaler import TargetScaler  # noqa: E402
 from keras_ssr.methods.hpl import HPL  # noqa: E402
-from keras_ssr.methods.registry import get_method  # noqa: E402
+from keras_ssr.methods.registry import get_method, method_names  # noqa: E402
 from keras_ssr.models.mlp_backbone import MLPBackbone  # noqa: E402
 from keras_ssr.models.ssr_regressor import SSRRegressor  # noqa: E402
 
 BASELINE = "pseudo_label"
+# The HPL paper's baselines (issue 12), timed by `--suite baselines` when
+# registered.
+PAPER_BASELINES = (
+    "pi_model",
+    "temporal_ensembling",
+    "ssdkl",
+    "tnnr",
+    "simregmatch",
+    "ucvme",
+    "clss",
+    "rankup",
+)
 DEFAULT_BACKBONES = ((256, 128), (1024, 1024, 1024))
 # A meta period that is never reached after the warm-up: the bilevel branch is
 # traced (tf.cond, apply_if) but not taken.
@@ -104,8 +118,12 @@ class HPLNoHoldout(HPL):
         return parts["features_l"], batch["labeled"][1]
 
 
-def variant_specs(breakdown=False, suite="hpl"):
+def variant_specs(breakdown=False, suite="hpl", methods=()):
     """`(label, constructor, kwargs)` of every variant, the baseline first."""
+    if suite == "baselines":
+        return [("supervised", get_method("supervised"), {})] + [
+            (name, get_method(name), {}) for name in methods
+        ]
     if suite == "l2i":
         return [(BASELINE, get_method(BASELINE), {})] + [
             (f"{name}_{unroll}", get_method(name), {"unroll": unroll})
@@ -167,9 +185,17 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--suite",
-        choices=("hpl", "l2i"),
+        choices=("hpl", "l2i", "baselines"),
         default="hpl",
-        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls",
+        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls; "
+        "baselines: the HPL paper's baselines (--methods) against supervised",
+    )
+    parser.add_argument(
+        "--methods",
+        type=lambda text: tuple(m for m in text.split(",") if m),
+        default=tuple(m for m in PAPER_BASELINES if m in method_names()),
+        help="methods of --suite baselines, comma-separated "
+        "(default: the registered ones of the HPL paper's baselines)",
     )
     parser.add_argument(
         "--memory",
@@ -197,6 +223,9 @@ def parse_args(argv=None):
             )
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    unknown = sorted(set(args.methods) - set(method_names()))
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; valid: {method_names()}")
     return args
 
 
@@ -307,7 +336,8 @@ def build_all(args, log=print):
     for hidden_units in args.hidden_units:
         for jit in jits:
             group = groups.setdefault((hidden_units, jit), {})
-            for label, constructor, kwargs in variant_specs(args.breakdown, args.suite):
+            specs = variant_specs(args.breakdown, args.suite, args.methods)
+            for label, constructor, kwargs in specs:
                 model = build(
                     constructor,
                     kwargs,
@@ -411,16 +441,18 @@ def main(argv=None):
         memory = measure_memory([a for a in argv if a != "--memory"])
         print(f"memory child process: {time.perf_counter() - tic:.0f} s", flush=True)
     rows = summarise(groups, memory)
+    baseline = "SUP" if args.suite == "baselines" else "PL"
     print()
-    print(format_table(rows, memory=memory is not None))
+    print(format_table(rows, memory=memory is not None, baseline=baseline))
     elapsed = time.perf_counter() - start
     print(
         f"\n{args.rounds} rounds x {args.steps} steps, labeled/unlabeled/hold-out "
         f"batch {args.labeled_batch_size}/{args.unlabeled_batch_size}/"
         f"{args.labeled_batch_size}, {os.cpu_count()} CPU, {elapsed:.0f} s total.\n"
-        "ms/step, min: wall time per step (median, best round); vs PL: median of "
-        "per-round ratios to pseudo_label (same backbone and jit), IQR its "
-        "quartiles;\ncpu ms, cpu vs PL: the same with process CPU time, steadier "
+        "ms/step, min: wall time per step (median, best round); vs PL (SUP): "
+        "median of per-round ratios to pseudo_label (supervised) with the same "
+        "backbone and jit, IQR its quartiles;\ncpu ms, cpu vs PL (SUP): the "
+        "same with process CPU time, steadier "
         "when the VM is throttled; ops: nodes of the traced step function."
     )
     if args.json:
@@ -429,10 +461,13 @@ def main(argv=None):
 
 
 def summarise(groups, memory=None):
+    """Rows of every variant, with ratios to the first variant of its group
+    (the baseline of the suite)."""
     rows = []
     for (hidden_units, jit), group in groups.items():
-        base = np.asarray(group[BASELINE]["ms"])
-        base_cpu = np.asarray(group[BASELINE]["cpu_ms"])
+        baseline = group[next(iter(group))]
+        base = np.asarray(baseline["ms"])
+        base_cpu = np.asarray(baseline["cpu_ms"])
         for label, entry in group.items():
             ms = np.asarray(entry["ms"])
             ratios = ms / base
@@ -461,17 +496,17 @@ def summarise(groups, memory=None):
     return rows
 
 
-def format_table(rows, memory=True):
+def format_table(rows, memory=True, baseline="PL"):
     header = [
         "variant",
         "backbone",
         "jit",
         "ms/step",
         "min",
-        "vs PL",
+        f"vs {baseline}",
         "IQR",
         "cpu ms",
-        "cpu vs PL",
+        f"cpu vs {baseline}",
         "ops",
     ]
     if memory:
