@@ -8,8 +8,9 @@ trainer's defaults). Variants: `pseudo_label` (the baseline, the HPL paper's
 with `jit_compile` off and on, for a small and a wide MLP backbone. With
 `--suite l2i`: `l2i_v1` and `l2i_v2` (pseudo-label imputer) with a head-only and
 a full unroll instead. With `--suite baselines`: `supervised` (the baseline of
-the ratios) and the registered baselines of the HPL paper named by
-`--methods` (default: all of them), each with its default arguments.
+the ratios), `pseudo_label` (the HPL paper's "Baseline" of its Table 5) and
+the registered baselines of the HPL paper named by `--methods` (default: all
+of them), each with its default arguments.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
 train function is traced (and XLA-compiled) by warm-up steps, then rounds of
@@ -121,8 +122,9 @@ class HPLNoHoldout(HPL):
 def variant_specs(breakdown=False, suite="hpl", methods=()):
     """`(label, constructor, kwargs)` of every variant, the baseline first."""
     if suite == "baselines":
-        return [("supervised", get_method("supervised"), {})] + [
-            (name, get_method(name), {}) for name in methods
+        references = ("supervised", BASELINE)  # the ratios' base, the HPL paper's
+        return [(name, get_method(name), {}) for name in references] + [
+            (name, get_method(name), {}) for name in methods if name not in references
         ]
     if suite == "l2i":
         return [(BASELINE, get_method(BASELINE), {})] + [

@@ -418,16 +418,18 @@ def _global_batch_dropout(x, rate, key, stream):
     """
     context = tf.distribute.get_replica_context()
     replicas = num_replicas()
-    replica = 0 if context is None else context.replica_id_in_sync_group
     axis = len(x.shape) - 2
-    shape = tf.shape(x)
-    rows = shape[axis]
-    global_shape = tf.tensor_scatter_nd_update(shape, [[axis]], [rows * replicas])
-    uniform = hash_uniform(global_shape, key, stream)
-    begin = tf.tensor_scatter_nd_update(
-        tf.zeros_like(shape), [[axis]], [rows * replica]
-    )
-    keep = tf.slice(uniform, begin, shape) >= rate
+    # Static shapes where known (the streams' batches are), so that the
+    # key-independent part of the hash is folded into constants.
+    shape = [d if d is not None else tf.shape(x)[i] for i, d in enumerate(x.shape)]
+    global_shape = list(shape)
+    global_shape[axis] = shape[axis] * replicas
+    uniform = hash_uniform(tf.stack(global_shape), key, stream)
+    if replicas > 1:
+        offset = shape[axis] * context.replica_id_in_sync_group
+        begin = [offset if i == axis else 0 for i in range(len(shape))]
+        uniform = tf.slice(uniform, tf.stack(begin), tf.stack(shape))
+    keep = uniform >= rate
     return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
 
 
