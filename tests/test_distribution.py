@@ -39,7 +39,7 @@ def test_the_lists_cover_every_registered_method():
     elsewhere |= {"fully_supervised"}
     # Issue 12's baselines: their own test files compare both.
     own = {"pi_model", "temporal_ensembling", "simregmatch", "rankup"}
-    own |= {"ssdkl", "tnnr"}
+    own |= {"ssdkl", "tnnr", "ucvme", "clss"}
     assert set(MIRRORED) | elsewhere | own == set(method_names())
     assert set(JIT) | {"hpl", "l2i_v2", "ppssl", "fully_supervised"} | own == set(
         method_names()

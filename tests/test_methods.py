@@ -179,7 +179,7 @@ def test_fit_under_mirrored_strategy_matches_one_device(two_device_strategy):
 def test_unknown_method_lists_valid_names():
     with pytest.raises(
         ValueError,
-        match="Valid methods: fully_supervised, hpl, hpl_joint, l2i_v1, l2i_v2, mean_",
+        match="Valid methods: (.*, )?fully_supervised, hpl, hpl_joint, l2i_v1, ",
     ):
         get_method("fixmatch")
 

@@ -9,6 +9,7 @@ constructs it. Adding a method is one line here (see docs/adding_a_method.md).
 
 import dataclasses
 
+from keras_ssr.methods.clss import CLSS
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.l2i import L2I
 from keras_ssr.methods.mean_teacher import MeanTeacher
@@ -21,6 +22,7 @@ from keras_ssr.methods.ssdkl import SSDKL
 from keras_ssr.methods.supervised import Supervised
 from keras_ssr.methods.temporal_ensembling import TemporalEnsembling
 from keras_ssr.methods.tnnr import TNNR
+from keras_ssr.methods.ucvme import UCVME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +101,8 @@ METHODS = {
     "rankup_no_rda": MethodEntry(RankUp, {"rda": False}),
     "ssdkl": MethodEntry(SSDKL),
     "tnnr": MethodEntry(TNNR),
+    "ucvme": MethodEntry(UCVME),
+    "clss": MethodEntry(CLSS),
 }
 
 
