@@ -6,7 +6,6 @@ import tensorflow as tf
 from keras_ssr.methods.simregmatch import (
     SimRegMatch,
     calibrated_pseudo_labels,
-    hashed_uniform,
     kept_mean,
     percentile,
 )
@@ -59,17 +58,6 @@ def test_kept_mean_is_the_mean_over_kept_rows_and_zero_without_any():
     values = tf.constant([1.0, 2.0, 3.0, 10.0])
     assert float(kept_mean(values, tf.constant([1.0, 0.0, 1.0, 0.0]))) == 2.0
     assert float(kept_mean(values, tf.zeros(4))) == 0.0
-
-
-def test_hashed_uniform_is_uniform_deterministic_and_seed_dependent():
-    a = hashed_uniform([200, 50], tf.constant([3, 5], tf.int64)).numpy()
-    assert a.shape == (200, 50) and a.min() >= 0 and a.max() < 1
-    assert abs(a.mean() - 0.5) < 0.01 and abs(a.var() - 1 / 12) < 0.005
-    np.testing.assert_array_equal(
-        a, hashed_uniform([200, 50], tf.constant([3, 5], tf.int64))
-    )
-    b = hashed_uniform([200, 50], tf.constant([3, 6], tf.int64)).numpy()
-    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.02
 
 
 def test_dropout_masks_rows_per_stream_and_rescales():

@@ -10,7 +10,7 @@ without a multi-replica strategy, so a method's code is the same in both.
 import tensorflow as tf
 
 
-def _replica_context():
+def replica_context():
     """The replica context of a real multi-replica strategy, else `None`."""
     if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
         return None
@@ -34,13 +34,13 @@ def gather_rows(x):
     >>> gather_rows(tf.ones((2, 3))).shape  # one device: the batch itself
     TensorShape([2, 3])
     """
-    context = _replica_context()
+    context = replica_context()
     return x if context is None else context.all_gather(x, axis=0)
 
 
 def sum_over_replicas(x):
     """`x` summed over the replicas (e.g. a count of rows)."""
-    context = _replica_context()
+    context = replica_context()
     if context is None:
         return x
     return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
@@ -53,7 +53,7 @@ def local_rows(gathered, local_count):
         gathered: a tensor whose rows are the replicas' rows in replica order.
         local_count: the number of rows this replica contributed.
     """
-    context = _replica_context()
+    context = replica_context()
     if context is None:
         return gathered
     counts = context.all_gather(tf.reshape(local_count, (1,)), axis=0)

@@ -7,7 +7,8 @@ import keras
 import tensorflow as tf
 
 from keras_ssr.config_section import ConfigSection, option
-from keras_ssr.methods.replica_gather import gather_rows, local_rows, sum_over_replicas
+from keras_ssr.methods.hashed_dropout import global_batch_dropout
+from keras_ssr.methods.replica_gather import gather_rows
 from keras_ssr.methods.ssr_model import (
     SSLConfig,
     SSRModel,
@@ -18,7 +19,6 @@ from keras_ssr.methods.ssr_model import (
 # Dropout streams of a step: the labeled pass, the strong pass, then the T
 # MC passes of the weak view; each gets its own stateless mask.
 _LABELED, _STRONG, _FIRST_MC = 0, 1, 2
-_STREAMS_PER_STEP = 1024
 
 
 @dataclasses.dataclass
@@ -135,7 +135,7 @@ class SimRegMatch(SSRModel):
         **kwargs,
     ):
         super().__init__(regressor, **kwargs)
-        if not 2 <= int(mc_passes) < _STREAMS_PER_STEP - _FIRST_MC:
+        if not 2 <= int(mc_passes):
             raise ValueError(
                 f"mc_passes must be >= 2 (a variance needs two passes), got "
                 f"{mc_passes}."
@@ -172,16 +172,9 @@ class SimRegMatch(SSRModel):
     def dropout(self, features, stream):
         """Inverted dropout with a stateless mask drawn for the global batch
         from (seed, step, stream); each replica takes its own rows."""
-        num_local = tf.shape(features)[0]
-        num_global = sum_over_replicas(num_local)
-        shape = tf.concat([[num_global], tf.shape(features)[1:]], 0)
         step = tf.cast(self.optimizer.iterations, tf.int64)
-        seed = tf.stack([tf.constant(self.seed, tf.int64), step * _STREAMS_PER_STEP])
-        seed = seed + tf.constant([0, stream], tf.int64)
-        keep = hashed_uniform(shape, seed) >= self.mc_dropout
-        keep = local_rows(keep, num_local)
-        scaled = features / (1.0 - self.mc_dropout)
-        return tf.where(keep, scaled, tf.zeros_like(scaled))
+        seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        return global_batch_dropout(features, self.mc_dropout, seed, stream)
 
     def mc_predictions(self, features):
         """The T MC-dropout predictions `(batch, T)` of the weak features."""
@@ -235,45 +228,6 @@ class SimRegMatch(SSRModel):
             seed=self.seed,
         )
         return config
-
-
-_GOLDEN = 0x9E3779B9
-
-
-def hashed_uniform(shape, seed):
-    """Uniform numbers in [0, 1) (24 bits) from a counter-based hash of `seed`.
-
-    Entry k is MurmurHash3's 32-bit finaliser of `key + (k + 1) * golden`,
-    `key` a hash of the two seed integers (taken modulo 2^32). Unlike
-    `tf.random.stateless_uniform`, whose XLA kernel draws other numbers than
-    its CPU kernel for the same seed, this gives the same numbers in graph
-    mode and under `jit_compile=True`, at about the cost of the Philox kernel.
-
-    Args:
-        shape: the output shape (a 1-D int tensor or a list).
-        seed: two int64 scalars (a `(2,)` tensor).
-    """
-    seed = tf.cast(seed, tf.uint32)
-    golden = tf.constant(_GOLDEN, tf.uint32)
-    key = _fmix32(seed[0] * golden + _fmix32(seed[1]))
-    size = tf.reduce_prod(shape)
-    counter = tf.cast(tf.range(1, size + 1), tf.uint32)
-    bits = tf.bitwise.right_shift(
-        _fmix32(key + counter * golden), tf.constant(8, tf.uint32)
-    )
-    return tf.reshape(tf.cast(bits, tf.float32) / 2.0**24, shape)
-
-
-def _fmix32(h):
-    """MurmurHash3's finaliser (wrap-around uint32 arithmetic)."""
-    for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-        h = tf.bitwise.bitwise_xor(
-            h, tf.bitwise.right_shift(h, tf.constant(shift, tf.uint32))
-        )
-        h = h * tf.constant(factor, tf.uint32)
-    return tf.bitwise.bitwise_xor(
-        h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32))
-    )
 
 
 def calibrated_pseudo_labels(

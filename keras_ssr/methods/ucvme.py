@@ -8,12 +8,12 @@ import tensorflow as tf
 
 from keras_ssr.config_section import ConfigSection, option, parse_floats
 from keras_ssr.losses.heteroscedastic_loss import heteroscedastic_loss
+from keras_ssr.methods.hashed_dropout import global_batch_dropout
 from keras_ssr.methods.ssr_model import (
     SSRModel,
     VariableGroup,
     check_choice,
     check_finite,
-    num_replicas,
 )
 from keras_ssr.models.ssr_regressor import SSRRegressor
 
@@ -157,7 +157,7 @@ class UCVME(SSRModel):
     prediction, so the deterministic mean is that ensemble's limit (T -> inf)
     and the served model is deterministic.
 
-    Dropout masks come from a counter-based hash (`hash_uniform`) of a
+    Dropout masks come from a counter-based hash (`hashed_dropout`) of a
     per-step key (from a `keras.random.SeedGenerator`), the pass and each
     element's index in the global batch, sliced to the replica's rows: a
     `MirroredStrategy` step and a jit-compiled step equal the one-device graph
@@ -272,8 +272,8 @@ class UCVME(SSRModel):
 
     def heads(self, member, features, key, stream):
         """`(mean, log_variance)` of model `member` (0: a, 1: b) on `features`,
-        each through its own MC-dropout mask (`key`: the step's int64 key,
-        `stream`: an int naming this pass, see `hash_uniform`)."""
+        each through its own MC-dropout mask (`key`: the step's `(2,)` seed,
+        `stream`: an int naming this pass, see `hashed_uniform`)."""
         regressor = self.members[member]
         mean = regressor.head(self.dropout(features, key, 2 * stream))
         log_variance = self.log_variance_heads[member](
@@ -294,8 +294,8 @@ class UCVME(SSRModel):
 
         Returns `(means, log_variances)`, each of shape `(2, T, batch, 1)`
         (model, sample, row). The T passes are one forward pass over T copies
-        of the batch (training mode, as the authors' code); `key` is an int64
-        scalar (`step_key`).
+        of the batch (training mode, as the authors' code); `key` is the step's
+        `(2,)` seed.
         """
         samples = self.num_samples
         tiled = tf.tile(x, [samples] + [1] * (len(x.shape) - 1))
@@ -325,12 +325,12 @@ class UCVME(SSRModel):
         rate = self.dropout_rate
         if rate == 0.0:
             return features
-        return _global_batch_dropout(features, rate, key, stream)
+        return global_batch_dropout(features, rate, key, stream, axis=-2)
 
     def compute_losses(self, batch):
         x_l, y_l = batch["labeled"]
         x_u = batch["unlabeled"][0]
-        key = step_key(self.seed_generator.next())
+        key = self.seed_generator.next()
         labeled = [self.forward(m, x_l, key, m) for m in range(2)]
         unlabeled = [self.forward(m, x_u, key, 2 + m) for m in range(2)]
         pseudo = self.pseudo_labels(x_u, key)
@@ -406,69 +406,3 @@ def ucvme_terms(y_l, labeled, unlabeled, pseudo, weight, labeled_variance="paper
         "unlabeled_consistency": unlabeled_consistency,
         "log_variance": keras.ops.mean(z_tilde),
     }
-
-
-def _global_batch_dropout(x, rate, key, stream):
-    """Inverted dropout of `x` (batch axis -2) whose keep-mask is this
-    replica's slice of a mask drawn for the global batch (`hash_uniform`).
-
-    Under `tf.distribute` each replica holds a contiguous slice of the global
-    batch (replica r: rows r*n to (r+1)*n); drawing the global mask and
-    slicing it gives every row the mask it has on one device.
-    """
-    context = tf.distribute.get_replica_context()
-    replicas = num_replicas()
-    axis = len(x.shape) - 2
-    # Static shapes where known (the streams' batches are), so that the
-    # key-independent part of the hash is folded into constants.
-    shape = [d if d is not None else tf.shape(x)[i] for i, d in enumerate(x.shape)]
-    global_shape = list(shape)
-    global_shape[axis] = shape[axis] * replicas
-    uniform = hash_uniform(tf.stack(global_shape), key, stream)
-    if replicas > 1:
-        offset = shape[axis] * context.replica_id_in_sync_group
-        begin = [offset if i == axis else 0 for i in range(len(shape))]
-        uniform = tf.slice(uniform, tf.stack(begin), tf.stack(shape))
-    keep = uniform >= rate
-    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
-
-
-_MASK32 = 0xFFFFFFFF
-
-
-def _mix32(h):
-    """MurmurHash3's 32-bit finaliser on int64 values in [0, 2^32)."""
-    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
-    h = (h * 0x85EBCA6B) & _MASK32
-    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
-    h = (h * 0xC2B2AE35) & _MASK32
-    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
-
-
-def step_key(seed):
-    """An int64 scalar key in [0, 2^32) from a `(2,)` int seed (e.g. a
-    `keras.random.SeedGenerator`'s `next()`)."""
-    seed = tf.cast(seed, tf.int64) & _MASK32
-    return _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0]), seed[1]))
-
-
-def hash_uniform(shape, key, stream=0):
-    """Uniform [0, 1) floats from a counter-based hash of (key, stream,
-    element index): MurmurHash3's finaliser, twice, over a Weyl sequence.
-
-    The same numbers in graph mode, under XLA and on every device:
-    TensorFlow's stateless random kernels (and `stateless_fold_in`) give other
-    numbers under XLA than on CPU, which would make a jit-compiled step differ
-    from a graph step.
-
-    Args:
-        shape: the output shape (a 1-D int tensor).
-        key: int64 scalar in [0, 2^32) (`step_key`).
-        stream: a Python int naming an independent sequence for the same key.
-    """
-    key = _mix32(tf.bitwise.bitwise_xor(key, (stream * 0x632BE5AB + 1) & _MASK32))
-    index = tf.range(tf.reduce_prod(tf.cast(shape, tf.int64)), dtype=tf.int64)
-    bits = _mix32((index * 0x9E3779B9 + key) & _MASK32)
-    bits = _mix32(tf.bitwise.bitwise_xor(bits, key))
-    uniform = tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) / float(1 << 24)
-    return tf.reshape(uniform, shape)
