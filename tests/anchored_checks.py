@@ -15,7 +15,14 @@ import tensorflow as tf
 
 from keras_ssr.export import export_regressor
 from keras_ssr.methods.registry import get_method
-from tests.helpers import compiled, linear_problem, make_batch, make_regressor
+from tests.helpers import (
+    assert_same_fit,
+    compiled,
+    fit_state,
+    linear_problem,
+    make_batch,
+    make_regressor,
+)
 from trainers.experiment import load_data, make_split
 from trainers.run import main, parse_args
 
@@ -97,3 +104,17 @@ def check_cli_exports_what_it_evaluated(method, tmp_path, extra=()):
     assert served.shape == (len(split.test),) and np.all(np.isfinite(served))
     mae = float(np.mean(np.abs(served - data.y[split.test])))
     np.testing.assert_allclose(mae, record["test_mae"], rtol=1e-4)
+
+
+def assert_replicas_and_xla_match(cls, two_device_strategy):
+    """`cls` fitted 3 steps: 2 replicas = one device (same global batches) and
+    XLA = graph mode, logs and weights (rtol 1e-4)."""
+    x, y = linear_problem()
+    ds = tf.data.Dataset.from_tensors(make_batch(x, y, n_l=32, n_u=64)).repeat(3)
+
+    def make_model():
+        return compiled(cls, make_regressor(), optimizer=keras.optimizers.Adam(1e-2))
+
+    one_device = fit_state(make_model, ds, seed=5)
+    assert_same_fit(one_device, fit_state(make_model, ds, two_device_strategy, seed=5))
+    assert_same_fit(one_device, fit_state(make_model, ds, jit_compile=True, seed=5))

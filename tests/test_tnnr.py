@@ -6,11 +6,12 @@ import tensorflow as tf
 from keras_ssr.methods.tnnr import TNNR, loop_residuals, pair_loss
 from keras_ssr.models.pair_head import PairHead, anchor_ensemble, relu_sums
 from tests.anchored_checks import (
+    assert_replicas_and_xla_match,
     check_cli_exports_what_it_evaluated,
     check_served_equals_evaluate,
     trained,
 )
-from tests.helpers import batch64, compiled, linear_problem, make_batch, make_regressor
+from tests.helpers import batch64, linear_problem, make_regressor
 
 
 def numpy_head(head):
@@ -166,37 +167,8 @@ def test_num_anchors_keeps_a_fixed_subset():
         TNNR(make_regressor()).call(x[:2])
 
 
-def test_mirrored_strategy_matches_one_device(two_device_strategy):
-    x, y = linear_problem()
-    ds = tf.data.Dataset.from_tensors(make_batch(x, y, n_l=32, n_u=64)).repeat(3)
-    results = []
-    for strategy in (None, two_device_strategy):
-        keras.utils.set_random_seed(5)
-        with (strategy or tf.distribute.get_strategy()).scope():
-            model = compiled(
-                TNNR, make_regressor(), optimizer=keras.optimizers.Adam(1e-2)
-            )
-        history = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
-        results.append((history, [w.numpy() for w in model.weights]))
-    (h1, w1), (h2, w2) = results
-    for name in ("loss", "labeled_loss", "unlabeled_loss", "mse"):
-        assert h1[name][0] == pytest.approx(h2[name][0], rel=1e-4, abs=1e-6)
-    for a, b in zip(w1, w2, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-
-
-def test_jit_compile_matches_graph():
-    x, y = linear_problem()
-    ds = tf.data.Dataset.from_tensors(make_batch(x, y)).repeat(3)
-    weights = []
-    for jit in (False, True):
-        keras.utils.set_random_seed(5)
-        model = compiled(TNNR, make_regressor(), optimizer=keras.optimizers.Adam(1e-2))
-        model.compile(optimizer=model.optimizer, jit_compile=jit)
-        model.fit(ds, epochs=1, verbose=0, shuffle=False)
-        weights.append([w.numpy() for w in model.weights])
-    for a, b in zip(*weights, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+def test_two_replicas_and_xla_match_one_device(two_device_strategy):
+    assert_replicas_and_xla_match(TNNR, two_device_strategy)
 
 
 def test_get_config_round_trip_and_bad_options():
