@@ -54,8 +54,8 @@ def add_section_flags(parser, section):
             "default": argparse.SUPPRESS,
             "help": _help(field),
         }
-        if _base_type(field) is bool:
-            kwargs["action"] = "store_true"
+        if _base_type(field) is bool:  # --flag / --no-flag
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _value_parser(field, flag)
             kwargs["metavar"] = field.name.upper()
@@ -208,7 +208,10 @@ def flag_table():
             meta = field.metadata
             if not meta.get("cli", True):
                 continue
-            flags = [meta["flag"] or "--" + field.name.replace("_", "-")]
+            flag = meta["flag"] or "--" + field.name.replace("_", "-")
+            flags = [flag]
+            if _base_type(field) is bool:
+                flags.append("--no-" + flag[2:])
             names = ", ".join(f"`{f}`" for f in flags + list(meta["aliases"]))
             meaning = meta["help"].replace("|", "/")
             if meta["choices"]:
