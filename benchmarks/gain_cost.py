@@ -3,11 +3,10 @@
 Cost planning for the image benchmarks of the issue "Evidence that unlabeled
 data helps": for each size (`SmallCNNBackbone` widths, labeled batch,
 unlabeled batch) and each method, models are built exactly as the trainer
-builds them (`trainers.experiment.build_model`, with the widths swapped in as
-`benchmarks.gain_sweep` does) on a dataset's real split; their compiled train
-functions run on batches drawn once from the real training stream
-(`train_inputs`: the image views, the labeled augmentation, the hold-out
-stream) and cached in memory. After a warm-up, rounds of `--steps` steps are
+builds them (`trainers.experiment.prepare_run`, widths from `--cnn-filters`)
+on a dataset's real split; their compiled train functions run on batches drawn
+once from the real training stream (the image views, the labeled
+augmentation, the hold-out stream) and cached in memory. After a warm-up, rounds of `--steps` steps are
 timed for every variant in a fresh random order per round (noisy shared VM:
 read the medians). Reported per variant: median wall ms/step and process-CPU
 ms/step, and the ratio to Supervised of the same size (median of per-round
@@ -27,6 +26,7 @@ Example:
 import argparse
 import json
 import os
+import tempfile
 import sys
 import time
 
@@ -36,11 +36,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.gain_sweep import cnn_filters  # noqa: E402
 from keras_ssr.data.streams import make_eval_stream  # noqa: E402
-from trainers.config import RunConfig  # noqa: E402
-from trainers.experiment import build_model, make_split, train_inputs  # noqa: E402
-from trainers.modality import load_data  # noqa: E402
+from trainers.cli import parse_args as parse_run_args  # noqa: E402
+from trainers.experiment import load_data, prepare_run  # noqa: E402
 
 METHODS = ("supervised", "pseudo_label", "mean_teacher", "hpl", "hpl_joint", "l2i_v1")
 BASELINE = "supervised"
@@ -83,35 +81,37 @@ def parse_args(argv=None):
 
 
 def make_config(args, size):
+    """The trainer's `RunConfig` of one size (as `python -m trainers.run` flags)."""
     filters, labeled, unlabeled = size
-    return RunConfig(
-        dataset=args.dataset,
-        label_ratio=args.label_ratio,
-        batch_size=labeled,
-        unlabeled_batch_size=unlabeled,
-        epochs=10,
-        steps_per_epoch=100,
-        verbose=0,
-    )
+    flags = {
+        "--dataset": args.dataset,
+        "--label-ratio": args.label_ratio,
+        "--cnn-filters": ",".join(map(str, filters)),
+        "--batch-size": labeled,
+        "--unlabeled-batch-size": unlabeled,
+        "--epochs": 10,
+        "--steps-per-epoch": 100,
+        "--verbose": 0,
+    }
+    return parse_run_args([str(v) for item in flags.items() for v in item])
 
 
 def build_variants(args, data, log=print):
     """`{(size, method): entry}`: built, warmed-up models with cached batches."""
-    variants = {}
+    variants, strategy = {}, tf.distribute.get_strategy()
     for size in args.size:
         config = make_config(args, size)
-        split = make_split(data, config, 0, BASELINE)
-        pipeline_ms, cached = None, None
+        pipeline_ms = None
         for method in args.methods:
             keras.utils.set_random_seed(0)
-            with cnn_filters(size[0]):
-                model, scaler = build_model(method, config, data, split, 100)
-            make_stream, _ = train_inputs(model, data, split, scaler, None, config, 0)
-            if cached is None:
-                pipeline_ms = pipeline_cost(make_stream(), args.pipeline_batches)
-                batches = list(make_stream().take(args.cached_batches))
-                stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *batches)
-                cached = tf.data.Dataset.from_tensor_slices(stacked).cache().repeat()
+            run = prepare_run(method, data, config, 0, strategy, tempfile.mkdtemp())
+            model, split = run.model, run.split
+            if pipeline_ms is None:
+                pipeline_ms = pipeline_cost(run.make_stream(), args.pipeline_batches)
+            # Each method's own stream (hold-out, indices, ...), drawn once.
+            batches = list(run.make_stream().take(args.cached_batches))
+            stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *batches)
+            cached = tf.data.Dataset.from_tensor_slices(stacked).cache().repeat()
             model.make_train_function()
             iterator = iter(cached)
             run_steps(model, iterator, args.warmup)
@@ -123,9 +123,8 @@ def build_variants(args, data, log=print):
                 "pipeline": pipeline_ms,
             }
             log(f"built {method} {_label(size)}", flush=True)
-        variants[(size, BASELINE)]["eval"] = eval_cost(
-            variants[(size, BASELINE)]["model"], data, split
-        )
+            if method == BASELINE:
+                variants[(size, method)]["eval"] = eval_cost(model, data, split)
     return variants
 
 
@@ -219,7 +218,7 @@ def _label(size):
 def main(argv=None):
     args = parse_args(argv)
     keras.config.disable_interactive_logging()
-    data = load_data(RunConfig(dataset=args.dataset))
+    data = load_data(parse_run_args(["--dataset", args.dataset]))
     start = time.perf_counter()
     variants = build_variants(args, data, log=print)
     time_rounds(variants, args, log=lambda *a: print(*a, flush=True))

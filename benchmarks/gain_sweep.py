@@ -1,27 +1,19 @@
-"""`python -m benchmarks.gain_sweep`: runs of the trainer with knobs it has no flag for.
+"""`python -m benchmarks.gain_sweep`: trainer runs logged for a validation-only search.
 
 Validation-driven search for settings where unlabeled data helps (issue
 "Evidence that unlabeled data helps"). Every flag of `python -m trainers.run`
-is accepted and builds the same `RunConfig`; this script adds:
+is accepted and builds the same `RunConfig` (backbone widths are trainer flags:
+`--cnn-filters`, `--lstm-units`, `--lr-schedule cosine`); this script adds:
 
-- `--filters 16,32,64`: the widths of `SmallCNNBackbone` (the trainer builds
-  the default `(32, 64, 128)`), and `--lstm-units N`: the units of
-  `BiLSTMBackbone` (default 128); this script swaps the backbone factory of
-  `trainers.modality` for the run, nothing else changes;
-- `--group-diagnostics`: HPL's diagnostics callback also gets the data's
-  groups (per-class mean sigma^2 per epoch, see `HPLDiagnostics`); with
-  `--benchmark-mode` also the per-class pseudo-label errors and Spearman.
-  The per-epoch values land in the log line (`diagnostics`);
-- `--cosine`: the learning rate follows a cosine decay from
-  `--learning-rate` to 0 over the run (`epochs x steps-per-epoch` steps;
-  needs `--steps-per-epoch`); the trainer has a constant rate;
 - `--tag NAME`: a label of the configuration in the log;
 - `--log PATH`: a JSON-lines file; one line per (method, seed) with the
   configuration, the **validation** metrics of the restored best epoch, the
-  per-epoch validation MSE curve (from the TensorBoard events), the best
-  epoch and the wall/CPU seconds of the run. The test metrics of the same run
-  go to a separate file (`PATH` with `.test.jsonl`), which the search never
-  reads: hyperparameters are chosen on validation data only.
+  per-epoch validation MSE curve (from the TensorBoard events), HPL's
+  per-epoch diagnostics (per-group mean sigma^2; with `--benchmark-mode` also
+  per-group pseudo-label errors and Spearman), the best epoch and the wall/CPU
+  seconds of the run. The test metrics of the same run go to a separate file
+  (`PATH` with `.test.jsonl`), which the search never reads: hyperparameters
+  are chosen on validation data only.
 
 It calls `trainers.experiment.train_and_evaluate` for each method and seed,
 as `trainers.run.run` does, without exporting SavedModels.
@@ -30,13 +22,11 @@ Example:
 
     python -m benchmarks.gain_sweep --dataset rotated_fashion_mnist \\
         --methods supervised,pseudo_label --seeds 0,1 --label-ratio 0.05 \\
-        --filters 16,32,64 --epochs 30 --steps-per-epoch 50 \\
+        --cnn-filters 16,32,64 --epochs 30 --steps-per-epoch 50 \\
         --unlabeled-batch-size 128 --tag small_cnn --log runs/gain/log.jsonl
 """
 
 import argparse
-import contextlib
-import dataclasses
 import glob
 import json
 import os
@@ -49,104 +39,19 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_ssr.callbacks.hpl_diagnostics import HPLDiagnostics  # noqa: E402
-from keras_ssr.models.small_cnn_backbone import SmallCNNBackbone  # noqa: E402
-from trainers import experiment, modality  # noqa: E402
+from keras_ssr.cpu_threads import set_cpu_threads  # noqa: E402
+from trainers.cli import parse_args as parse_run_args  # noqa: E402
 from trainers.distribution import make_strategy  # noqa: E402
-from trainers.experiment import train_and_evaluate  # noqa: E402
-from trainers.run import parse_args as parse_run_args  # noqa: E402
+from trainers.experiment import load_data, train_and_evaluate  # noqa: E402
 
 
 def parse_args(argv=None):
     """`(extra, config)`: this script's options and the trainer's `RunConfig`."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--filters", default=None, help="SmallCNNBackbone widths")
-    parser.add_argument("--lstm-units", type=int, default=None)
     parser.add_argument("--tag", default="", help="label of the configuration")
-    parser.add_argument("--group-diagnostics", action="store_true")
-    parser.add_argument("--cosine", action="store_true")
     parser.add_argument("--log", default="runs/gain/log.jsonl", help="JSON lines")
     extra, rest = parser.parse_known_args(argv)
-    if extra.filters is not None:
-        extra.filters = tuple(int(f) for f in extra.filters.split(","))
-    config = parse_run_args(rest)
-    if extra.cosine:
-        if not config.steps_per_epoch:
-            parser.error("--cosine needs --steps-per-epoch")
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, config.epochs * config.steps_per_epoch
-        )
-        config = dataclasses.replace(config, learning_rate=schedule)
-    return extra, config
-
-
-@contextlib.contextmanager
-def cnn_filters(filters, lstm_units=None):
-    """Within the block the trainer's `small_cnn` backbone has `filters` and
-    its `bilstm` backbone `lstm_units` (`None`: the trainer's default)."""
-    if filters is None and lstm_units is None:
-        yield
-        return
-    original = modality._backbone
-
-    def backbone(name, data, split, config):
-        if name == "small_cnn" and filters is not None:
-            return SmallCNNBackbone(filters, dropout=config.dropout, name="backbone")
-        if name == "bilstm" and lstm_units is not None:
-            from keras_ssr.models.bilstm_backbone import BiLSTMBackbone
-
-            return BiLSTMBackbone.from_texts(
-                modality._texts(data.x[split.train]),
-                glove=config.glove,
-                dropout=config.dropout,
-                lstm_units=lstm_units,
-                name="backbone",
-            )
-        return original(name, data, split, config)
-
-    modality._backbone = backbone
-    try:
-        yield
-    finally:
-        modality._backbone = original
-
-
-@contextlib.contextmanager
-def grouped_diagnostics(enabled):
-    """Within the block HPL's diagnostics get the unlabeled rows' groups."""
-    if not enabled:
-        yield
-        return
-    original = experiment._method_callbacks
-
-    def callbacks(model, data, split, views, config, tensorboard_dir):
-        found = original(model, data, split, views, config, tensorboard_dir)
-        if data.groups is None:
-            return found
-        return [
-            _with_groups(c, data, split, views, config)
-            if isinstance(c, HPLDiagnostics)
-            else c
-            for c in found
-        ]
-
-    experiment._method_callbacks = callbacks
-    try:
-        yield
-    finally:
-        experiment._method_callbacks = original
-
-
-def _with_groups(callback, data, split, views, config):
-    rows = split.unlabeled
-    return HPLDiagnostics(
-        callback.log_dir,
-        data.x[rows],
-        views,
-        data.y[rows] if config.benchmark_mode else None,
-        unlabeled_groups=data.groups[rows],
-        group_names=data.group_names,
-    )
+    return extra, parse_run_args(rest)
 
 
 def diagnostics_history(tensorboard_dir):
@@ -172,19 +77,12 @@ def validation_curve(tensorboard_dir):
 def run_one(method, data, config, seed, run_dir, strategy, extra):
     """Trains one (method, seed); returns `(record, test_record)`."""
     wall, cpu = time.time(), time.process_time()
-    with (
-        cnn_filters(extra.filters, extra.lstm_units),
-        grouped_diagnostics(extra.group_diagnostics),
-    ):
-        result = train_and_evaluate(method, data, config, seed, run_dir, strategy)
+    result = train_and_evaluate(method, data, config, seed, run_dir, strategy)
     common = {
         "tag": extra.tag,
-        "dataset": config.dataset,
+        "dataset": config.data.dataset,
         "method": method,
         "seed": seed,
-        "filters": extra.filters,
-        "lstm_units": extra.lstm_units,
-        "cosine": extra.cosine,
     }
     record = dict(
         common,
@@ -202,18 +100,19 @@ def run_one(method, data, config, seed, run_dir, strategy, extra):
 
 def main(argv=None):
     extra, config = parse_args(argv)
-    if config.verbose == 0:
+    threads = config.distribution
+    set_cpu_threads(threads.intra_op_threads, threads.inter_op_threads)
+    if config.output.verbose == 0:
         keras.config.disable_interactive_logging()
-    from trainers.modality import load_data
-
+    strategy = make_strategy(threads.strategy)
     data = load_data(config)
-    strategy = make_strategy(config.strategy)
-    run_name = config.run_name or f"{config.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = os.path.join(config.output_dir, run_name)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_name = config.output.run_name or f"{config.data.dataset}_{stamp}"
+    run_dir = os.path.join(config.output.output_dir, run_name)
     os.makedirs(os.path.dirname(os.path.abspath(extra.log)), exist_ok=True)
     test_log = extra.log.removesuffix(".jsonl") + ".test.jsonl"
-    for method in config.methods:
-        for seed in config.seeds:
+    for method in config.training.methods:
+        for seed in config.training.seeds:
             record, test = run_one(method, data, config, seed, run_dir, strategy, extra)
             with open(extra.log, "a") as file:
                 file.write(json.dumps(record, default=_jsonable) + "\n")

@@ -153,7 +153,7 @@ def throughput_setup(args):
     model = PseudoLabel(regressor, unlabeled_weight=1.0)
     model.build((None,) + data.input_shape)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     model.make_train_function()
     return model, {"live": iter(stream), "cached": iter(cached.prefetch(2))}
 

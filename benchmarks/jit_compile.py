@@ -1,7 +1,7 @@
 """`python -m benchmarks.jit_compile`: training steps/s with `--jit-compile` off and on.
 
 For each method, two models are built exactly as `python -m trainers.run`
-builds them (`trainers.experiment.build_model`, California Housing, 5 % labels,
+builds them (`trainers.experiment.prepare_run`, California Housing, 5 % labels,
 the default MLP and batch sizes), one with `jit_compile` off (Keras' "auto",
 which is off on CPU) and one with `--jit-compile`. Both are warmed up (traced,
 and XLA-compiled), then `--rounds` rounds time `--steps` steps of each, in a
@@ -24,9 +24,8 @@ import keras
 import tensorflow as tf
 
 from datasets import load_dataset
-from trainers.config import RunConfig
-from trainers.experiment import build_model, make_split, train_inputs
-from trainers.teacher_setup import prepare_teacher
+from trainers.cli import parse_args as trainer_config
+from trainers.experiment import prepare_run
 
 DEFAULT_METHODS = "supervised,pseudo_label,mean_teacher,hpl,l2i_v1,ppssl"
 
@@ -44,14 +43,14 @@ def parse_args(argv=None):
 def build(method, jit_compile, data, cached, num_batches=20):
     """A trainer-built model, its train function and an iterator over the
     method's cached batches (drawn once from the trainer's stream)."""
-    config = RunConfig(jit_compile=jit_compile)
+    config = trainer_config(
+        ["--steps-per-epoch", "100"] + (["--jit-compile"] if jit_compile else [])
+    )
     keras.utils.set_random_seed(0)
-    split = make_split(data, config, 0, method)
-    teacher, split = prepare_teacher(method, data, split, config, 0)
-    model, scaler = build_model(method, config, data, split, steps=100)
+    run = prepare_run(method, data, config, 0, tf.distribute.get_strategy(), None)
+    model = run.model
     if method not in cached:
-        make_stream, _ = train_inputs(model, data, split, scaler, teacher, config, 0)
-        cached[method] = _stack(list(make_stream().take(num_batches)))
+        cached[method] = _stack(list(run.make_stream().take(num_batches)))
     batches = tf.data.Dataset.from_tensor_slices(cached[method]).repeat()
     model.make_train_function()
     return model, model.train_function, iter(batches)

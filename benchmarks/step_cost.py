@@ -7,7 +7,11 @@ trainer's defaults). Variants: `pseudo_label` (the baseline, the HPL paper's
 "Baseline") and `hpl` with meta period 1 and 5 and an SGD or Adam unroll, each
 with `jit_compile` off and on, for a small and a wide MLP backbone. With
 `--suite l2i`: `l2i_v1` and `l2i_v2` (pseudo-label imputer) with a head-only and
-a full unroll instead.
+a full unroll instead. With `--suite baselines`: the registered baselines of the
+HPL paper (`BASELINE_SUITE`) with their default flags, timed against
+`supervised` (the suite's first variant, its ratio baseline), `pseudo_label`
+for reference; methods with per-example state get the unlabeled row indices in
+the cached batches and their `prepare` hook runs, as in the trainer.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
 train function is traced (and XLA-compiled) by warm-up steps, then rounds of
@@ -77,11 +81,27 @@ from keras_ssr.data.streams import make_train_stream  # noqa: E402
 from keras_ssr.data.tabular_views import TabularViews  # noqa: E402
 from keras_ssr.data.target_scaler import TargetScaler  # noqa: E402
 from keras_ssr.methods.hpl import HPL  # noqa: E402
-from keras_ssr.methods.registry import get_method  # noqa: E402
+from keras_ssr.methods.registry import get_method, method_names  # noqa: E402
+from keras_ssr.methods.run_context import RunContext  # noqa: E402
 from keras_ssr.models.mlp_backbone import MLPBackbone  # noqa: E402
 from keras_ssr.models.ssr_regressor import SSRRegressor  # noqa: E402
 
 BASELINE = "pseudo_label"
+# `--suite baselines`: supervised (the ratio baseline), then the HPL paper's
+# baselines that are registered.
+BASELINE_SUITE = (
+    "supervised",
+    BASELINE,
+    "pi_model",
+    "temporal_ensembling",
+    "simregmatch",
+    "rankup",
+    "rankup_no_rda",
+    "ssdkl",
+    "tnnr",
+    "ucvme",
+    "clss",
+)
 DEFAULT_BACKBONES = ((256, 128), (1024, 1024, 1024))
 # A meta period that is never reached after the warm-up: the bilevel branch is
 # traced (tf.cond, apply_if) but not taken.
@@ -106,6 +126,9 @@ class HPLNoHoldout(HPL):
 
 def variant_specs(breakdown=False, suite="hpl"):
     """`(label, constructor, kwargs)` of every variant, the baseline first."""
+    if suite == "baselines":
+        names = [name for name in BASELINE_SUITE if name in method_names()]
+        return [(name, get_method(name), {}) for name in names]
     if suite == "l2i":
         return [(BASELINE, get_method(BASELINE), {})] + [
             (f"{name}_{unroll}", get_method(name), {"unroll": unroll})
@@ -167,9 +190,10 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--suite",
-        choices=("hpl", "l2i"),
+        choices=("hpl", "l2i", "baselines"),
         default="hpl",
-        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls",
+        help="hpl: HPL variants; l2i: L2I V1/V2 with head and full unrolls; "
+        "baselines: the HPL paper's baselines against supervised",
     )
     parser.add_argument(
         "--memory",
@@ -200,15 +224,15 @@ def parse_args(argv=None):
     return args
 
 
-def cached_batches(data, split, scaler, args):
+def cached_batches(data, split, scaler, args, views):
     """`--cached-batches` batches of the real training stream, cycled forever."""
-    views = TabularViews.fit(data.x[split.train])
     stream = make_train_stream(
         (data.x[split.labeled], scaler.transform(data.y[split.labeled])),
         data.x[split.unlabeled],
         views,
         labeled_batch_size=args.labeled_batch_size,
         unlabeled_batch_size=args.unlabeled_batch_size,
+        unlabeled_index=args.suite == "baselines",
         seed=args.seed,
     )
     batches = list(stream.take(args.cached_batches))
@@ -216,8 +240,9 @@ def cached_batches(data, split, scaler, args):
     return tf.data.Dataset.from_tensor_slices(stacked).cache().repeat()
 
 
-def build(constructor, kwargs, hidden_units, jit, data, split, scaler, seed):
-    """A variant's model, built and compiled as `trainers.experiment` does."""
+def build(constructor, kwargs, hidden_units, jit, data, split, scaler, seed, views):
+    """A variant's model, built, compiled and prepared as `trainers.experiment`
+    does."""
     keras.utils.set_random_seed(seed)  # same initial weights per backbone
     x_train = data.x[split.train]
     regressor = SSRRegressor(
@@ -228,10 +253,20 @@ def build(constructor, kwargs, hidden_units, jit, data, split, scaler, seed):
         target_std=scaler.std,
         name="regressor",
     )
+    if getattr(constructor, "uses_unlabeled_index", False):
+        kwargs = {**kwargs, "num_unlabeled": len(split.unlabeled)}
     model = constructor(regressor, **kwargs)
     model.build((None, data.num_features))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
+    model.prepare(
+        RunContext(
+            log_dir="",
+            unlabeled_x=data.x[split.unlabeled],
+            views=views,
+            labeled=(data.x[split.labeled], scaler.transform(data.y[split.labeled])),
+        )
+    )
     model.make_train_function()
     return model
 
@@ -301,7 +336,8 @@ def build_all(args, log=print):
         data.num_rows, label_ratio=args.label_ratio, seed=args.seed
     )
     scaler = TargetScaler.fit(data.y[split.labeled])
-    dataset = cached_batches(data, split, scaler, args)
+    views = TabularViews.fit(data.x[split.train])
+    dataset = cached_batches(data, split, scaler, args, views)
     jits = {"both": (False, True), "off": (False,), "on": (True,)}[args.jit]
     groups = {}
     for hidden_units in args.hidden_units:
@@ -317,6 +353,7 @@ def build_all(args, log=print):
                     split,
                     scaler,
                     args.seed,
+                    views,
                 )
                 iterator = iter(dataset)
                 tic = time.perf_counter()
@@ -418,10 +455,10 @@ def main(argv=None):
         f"\n{args.rounds} rounds x {args.steps} steps, labeled/unlabeled/hold-out "
         f"batch {args.labeled_batch_size}/{args.unlabeled_batch_size}/"
         f"{args.labeled_batch_size}, {os.cpu_count()} CPU, {elapsed:.0f} s total.\n"
-        "ms/step, min: wall time per step (median, best round); vs PL: median of "
-        "per-round ratios to pseudo_label (same backbone and jit), IQR its "
-        "quartiles;\ncpu ms, cpu vs PL: the same with process CPU time, steadier "
-        "when the VM is throttled; ops: nodes of the traced step function."
+        "ms/step, min: wall time per step (median, best round); vs <base>: median "
+        f"of per-round ratios to {rows[0]['variant']} (same backbone and jit), IQR "
+        "its quartiles;\ncpu ms, cpu vs <base>: the same with process CPU time, "
+        "steadier when the VM is throttled; ops: nodes of the traced step function."
     )
     if args.json:
         save_json(args, rows, elapsed)
@@ -431,8 +468,9 @@ def main(argv=None):
 def summarise(groups, memory=None):
     rows = []
     for (hidden_units, jit), group in groups.items():
-        base = np.asarray(group[BASELINE]["ms"])
-        base_cpu = np.asarray(group[BASELINE]["cpu_ms"])
+        baseline = group[next(iter(group))]  # the suite's first variant
+        base = np.asarray(baseline["ms"])
+        base_cpu = np.asarray(baseline["cpu_ms"])
         for label, entry in group.items():
             ms = np.asarray(entry["ms"])
             ratios = ms / base
@@ -462,16 +500,17 @@ def summarise(groups, memory=None):
 
 
 def format_table(rows, memory=True):
+    base = "PL" if rows[0]["variant"] == BASELINE else rows[0]["variant"]
     header = [
         "variant",
         "backbone",
         "jit",
         "ms/step",
         "min",
-        "vs PL",
+        f"vs {base}",
         "IQR",
         "cpu ms",
-        "cpu vs PL",
+        f"cpu vs {base}",
         "ops",
     ]
     if memory:

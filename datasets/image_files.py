@@ -103,9 +103,13 @@ def _decode_resized(path, size):
     image = tf.io.decode_image(
         tf.io.read_file(path), channels=3, expand_animations=False
     )
+    return tf.ensure_shape(resized_uint8(image, size), (*size, 3))
+
+
+def resized_uint8(image, size):
+    """An image tensor resized (antialiased) to `size`, rounded to uint8."""
     image = tf.image.resize(image, size, antialias=True)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-    return tf.ensure_shape(image, (*size, 3))
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
 def _failure_reason(path):
@@ -156,6 +160,7 @@ def image_regression_data(
     target_name="age",
     groups=None,
     group_names=(),
+    has_target=None,
 ):
     """A `RegressionData` (modality "image") from image files and targets.
 
@@ -172,6 +177,8 @@ def image_regression_data(
         target_name: name of the target.
         groups: optional int group id per row.
         group_names: names of the group ids.
+        has_target: optional bool per row, False for rows without a target
+            (see `RegressionData.has_target`).
 
     Returns:
         A `RegressionData` whose `split_rows` (when `splits` is given) index
@@ -194,4 +201,5 @@ def image_regression_data(
         group_names=tuple(group_names) if groups is not None else (),
         modality="image",
         split_rows=split_rows,
+        has_target=None if has_target is None else np.asarray(has_target)[kept],
     )

@@ -22,7 +22,6 @@ import numpy as np  # noqa: E402
 
 from keras_ssr.methods.hpl import HPL  # noqa: E402
 from tests.helpers import compiled, linear_problem, make_batch, make_regressor  # noqa: E402
-from trainers.distribution import adapt_model  # noqa: E402
 
 STEPS = 3
 
@@ -65,7 +64,7 @@ def _worker_dataset(context):
 def main(out):
     keras.config.disable_traceback_filtering()
     with STRATEGY.scope():
-        model = adapt_model(build_hpl())
+        model = build_hpl()  # SSRModel handles Keras' multi-worker logs
     dataset = STRATEGY.distribute_datasets_from_function(_worker_dataset)
     model.fit(dataset, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
     np.savez(out, *final_weights(model))

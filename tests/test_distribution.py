@@ -6,7 +6,6 @@ for hpl, l2i_v2 and ppssl; this file covers the remaining registered methods
 through the trainer's own `build_model` and input pipeline.
 """
 
-import contextlib
 import json
 import os
 import socket
@@ -22,48 +21,46 @@ from datasets import load_dataset
 from keras_ssr.callbacks.resumable_checkpoint import training_variables
 from keras_ssr.methods.registry import method_names
 from tests import multi_worker_hpl
-from trainers.config import RunConfig
-from trainers.experiment import build_model, make_split, train_inputs
-from trainers.teacher_setup import prepare_teacher
+from trainers.cli import parse_args
+from trainers.experiment import prepare_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Methods whose 2-replica run is not already compared elsewhere.
 MIRRORED = ("supervised", "pseudo_label", "hpl_joint", "ppi_fixed", "ppi_closed_form")
-MIRRORED += ("only_labeled",)
+MIRRORED += ("only_labeled", "rankup_no_rda")
 # Methods whose XLA run is not already compared elsewhere.
 JIT = MIRRORED + ("mean_teacher", "l2i_v1", "ssl")
 
 
 def test_the_lists_cover_every_registered_method():
+    # fully_supervised is `supervised` with every row labeled.
     elsewhere = {"mean_teacher", "hpl", "l2i_v1", "l2i_v2", "ppssl", "ssl"}
-    assert set(MIRRORED) | elsewhere == set(method_names())
-    assert set(JIT) | {"hpl", "l2i_v2", "ppssl"} == set(method_names())
+    elsewhere |= {"fully_supervised"}
+    # Issue 12's baselines: their own test files compare both.
+    own = {"pi_model", "temporal_ensembling", "simregmatch", "rankup"}
+    own |= {"ssdkl", "tnnr", "ucvme", "clss"}
+    assert set(MIRRORED) | elsewhere | own == set(method_names())
+    assert set(JIT) | {"hpl", "l2i_v2", "ppssl", "fully_supervised"} | own == set(
+        method_names()
+    )
 
 
 def _fit(method, strategy=None, jit_compile=False):
-    config = RunConfig(
-        dataset="synthetic_two_group",
-        label_ratio=None,
-        num_labels=64,
-        hidden_units=(8,),
-        batch_size=16,
-        unlabeled_batch_size=32,
-        pretrain_size=100,
-        learning_rate=1e-2,
-        jit_compile=jit_compile,
-        holdout_fraction=0.25 if method.startswith("hpl") else 0.0,
-    )
-    data = _data()
+    argv = ["--dataset", "synthetic_two_group", "--num-labels", "64",
+            "--hidden-units", "8", "--batch-size", "16", "--unlabeled-batch-size",
+            "32", "--pretrain-size", "100", "--learning-rate", "1e-2",
+            "--steps-per-epoch", "3"]  # fmt: skip
+    argv += ["--jit-compile"] if jit_compile else []
+    argv += ["--holdout-fraction", "0.25"] if method.startswith("hpl") else []
+    config = parse_args(argv)
     keras.utils.set_random_seed(0)
-    split = make_split(data, config, 0, method)
-    teacher, split = prepare_teacher(method, data, split, config, 0)
-    with strategy.scope() if strategy else contextlib.nullcontext():
-        model, scaler = build_model(method, config, data, split, steps=3)
+    strategy = strategy or tf.distribute.get_strategy()
+    run = prepare_run(method, _data(), config, 0, strategy, log_dir=None)
+    model = run.model
     assert model.jit_compile or not jit_compile  # off: Keras' auto (off on CPU)
-    make_stream, _ = train_inputs(model, data, split, scaler, teacher, config, 0)
     history = model.fit(
-        make_stream(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False
+        run.make_stream(), epochs=1, steps_per_epoch=3, verbose=0, shuffle=False
     )
     state = [np.asarray(v) for v in training_variables(model)]
     return history.history, state

@@ -51,7 +51,7 @@ def test_impossible_splits_exit_2_with_a_hint(tmp_path, capsys, flags, message):
         (["--dataset=mnist"], "unknown dataset 'mnist'; valid: "),
         (["--strategy=tpu"], "invalid choice: 'tpu'"),
         (["--resume"], "--resume needs the --run-name"),
-        (["--checkpoint-every=-1"], "must be >= 0"),
+        (["--checkpoint-every=-1"], r"--checkpoint-every -1 is outside \[0, inf\]"),
         (
             ["--resume", "--run-name=r", "--strategy=multi_worker"],
             "--resume is not supported with --strategy multi_worker",

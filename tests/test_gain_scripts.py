@@ -1,4 +1,4 @@
-"""benchmarks.gain_sweep / gain_summary: the backbone swap and the table arithmetic."""
+"""benchmarks.gain_sweep / gain_summary: the backbone flags, cosine schedule, table arithmetic."""
 
 import json
 
@@ -6,52 +6,46 @@ import numpy as np
 import pytest
 
 from benchmarks import gain_summary
-from benchmarks.gain_sweep import cnn_filters, parse_args
+from benchmarks.gain_sweep import parse_args
 from keras_ssr.data.regression_data import RegressionData
 from keras_ssr.data.split import SSRSplit
-from trainers import modality
-from trainers.config import RunConfig
+from keras_ssr.modalities import get_modality
 
 
-def tiny_images():
-    return RegressionData(
+def test_cnn_filters_and_lstm_units_reach_the_backbones():
+    _, config = parse_args(["--cnn-filters", "4,8", "--lstm-units", "3", "--tag", "t"])
+    data = RegressionData(
         x=np.zeros((20, 12, 12, 1), "uint8"),
         y=np.arange(20, dtype="float32"),
         feature_names=("pixels",),
         name="tiny",
         modality="image",
     )
-
-
-def test_cnn_filters_swaps_the_backbone_and_restores_it():
-    data, config = tiny_images(), RunConfig(dataset="tiny")
     split = SSRSplit.from_size(20, label_ratio=0.5, seed=0)
-    original = modality._backbone
-    with cnn_filters((4, 8)):
-        swapped = modality._backbone("small_cnn", data, split, config)
-    assert swapped.filters == (4, 8)
-    assert modality._backbone is original
-    assert original("small_cnn", data, split, config).filters == (32, 64, 128)
-
-
-def test_cosine_needs_steps_and_decays_to_zero():
-    with pytest.raises(SystemExit):
-        parse_args(["--cosine", "--epochs", "2"])
-    _, config = parse_args(
-        [
-            "--cosine",
-            "--epochs",
-            "2",
-            "--steps-per-epoch",
-            "5",
-            "--learning-rate",
-            "0.1",
-        ]
+    image = get_modality("image")(config.model, config.views)
+    assert image.backbone("small_cnn", data, split).filters == (4, 8)
+    texts = RegressionData(
+        x=np.array(["a good film", "a bad film"] * 5, dtype=object),
+        y=np.arange(10, dtype="float32"),
+        feature_names=("text",),
+        name="texts",
+        modality="text",
     )
-    schedule = config.learning_rate
+    text = get_modality("text")(config.model, config.views)
+    split = SSRSplit.from_size(10, label_ratio=0.5, seed=0)
+    assert text.backbone("bilstm", texts, split).lstm_units == 3
+
+
+def test_cosine_schedule_decays_to_zero_and_refuses_a_second_schedule():
+    _, config = parse_args(
+        ["--lr-schedule", "cosine", "--epochs", "2", "--learning-rate", "0.1"]
+    )
+    schedule = config.training.optimizer(5)._learning_rate
     assert float(schedule(0)) == pytest.approx(0.1)
     assert float(schedule(5)) == pytest.approx(0.05)  # half-way: (1 + cos(pi/2)) / 2
     assert float(schedule(10)) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(SystemExit):
+        parse_args(["--lr-schedule", "cosine", "--lr-decay-epochs", "3"])
 
 
 def test_final_table_gap_closed_by_hand(tmp_path):

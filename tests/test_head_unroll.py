@@ -20,6 +20,7 @@ from keras_ssr.bilevel.head_unroll import (
     unroll_head,
 )
 from keras_ssr.models.uncertainty_learner import UncertaintyLearner
+from keras_ssr.optimizers.adam_l2 import AdamL2
 
 LAM = 0.7
 N, D = 8, 3
@@ -104,7 +105,9 @@ def _np_adam(head, grads, state, lr):
 
     Keras adds epsilon to sqrt(v), not to sqrt(v_hat) ("epsilon hat"), and
     computes the bias-correction powers from `cast(beta)`, i.e. float32(beta)
-    for Python floats; `lr` is Keras' float32 learning-rate variable.
+    for Python floats; `lr` is Keras' float32 learning-rate variable. A
+    coupled L2 (`state.l2`, torch's weight_decay) is added to the gradient
+    first, cast as `AdamL2` casts it (through float32).
     """
     t = float(state.iterations) + 1
     lr = float(np.float32(lr))
@@ -112,6 +115,7 @@ def _np_adam(head, grads, state, lr):
     correction_2 = 1 - float(np.float32(state.beta_2)) ** t
     new = []
     for p, g, m, v in zip(head, grads, state.momentums, state.velocities, strict=True):
+        g = g + float(np.float32(state.l2)) * p
         m = state.beta_1 * np.asarray(m) + (1 - state.beta_1) * g
         v = state.beta_2 * np.asarray(v) + (1 - state.beta_2) * g**2
         m_hat = m / correction_1
@@ -150,11 +154,11 @@ def _assert_grads_close(actual, expected, rtol=1e-6):
         np.testing.assert_allclose(np.asarray(a), e, rtol=rtol, atol=rtol * scale)
 
 
-def _real_adam_after_two_steps(head_values, lr=0.05, seed=1):
+def _real_adam_after_two_steps(head_values, lr=0.05, seed=1, optimizer=None):
     """A Keras Adam with non-zero slots (two real steps) and its variables."""
     rng = np.random.default_rng(seed)
     variables = [keras.Variable(v, dtype="float64") for v in head_values]
-    optimizer = keras.optimizers.Adam(learning_rate=lr)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate=lr)
     optimizer.build(variables)
     for _ in range(2):
         grads = [rng.normal(size=v.shape) for v in head_values]
@@ -222,6 +226,62 @@ def test_adam_step_matches_keras_adam():
     independent = _np_adam(current, grads, state, lr=0.05)
     for e, i in zip(expected, independent, strict=True):
         np.testing.assert_allclose(e.numpy(), i, rtol=1e-12)
+
+
+def _decaying_adam_l2(lr=0.05, l2=0.3):
+    """AdamL2 with a staircase decay x0.5 per step (the trainer's step decay)."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        lr, decay_steps=1, decay_rate=0.5, staircase=True
+    )
+    return AdamL2(schedule, l2=l2)
+
+
+def test_adam_step_matches_adam_l2_with_a_schedule():
+    """Coupled L2 and a decayed learning rate: the unrolled step is the step
+    the real optimizer takes next, and a numpy Adam on g + l2 * p."""
+    _, head = _problem()
+    optimizer, variables = _real_adam_after_two_steps(
+        head, optimizer=_decaying_adam_l2()
+    )
+    state = read_adam_state(optimizer, variables)
+    assert state.l2 == 0.3 and int(state.iterations) == 2
+    rate = optimizer.learning_rate  # the schedule's value at iteration 2
+    assert float(rate) == pytest.approx(0.05 / 4, rel=1e-7)
+    grads = [np.random.default_rng(6).normal(size=v.shape) for v in head]
+    current = [v.numpy() for v in variables]
+    expected = adam_step(variables, grads, *state[:3], rate, *state[3:])
+    without_l2 = adam_step(variables, grads, *state[:3], rate, *state[3:-1])
+    optimizer.apply(grads, variables)
+    for e, v in zip(expected, variables, strict=True):
+        np.testing.assert_allclose(e.numpy(), v.numpy(), rtol=1e-13, atol=1e-15)
+    independent = _np_adam(current, grads, state, lr=float(rate))
+    for e, i in zip(expected, independent, strict=True):
+        np.testing.assert_allclose(e.numpy(), i, rtol=1e-12)
+    assert not np.allclose(without_l2[0].numpy(), expected[0].numpy(), rtol=1e-6)
+
+
+def test_adam_l2_hypergradient_matches_finite_differences():
+    data, head = _problem(seed=4)
+    learner = _learner()
+    optimizer, variables = _real_adam_after_two_steps(
+        head, optimizer=_decaying_adam_l2(l2=0.5)
+    )
+    state = read_adam_state(optimizer, variables)
+    rate = float(optimizer.learning_rate)
+    actual = _hypergradient(
+        learner,
+        variables,
+        data,
+        method="adam",
+        adam_state=state,
+        learning_rate=optimizer.learning_rate,
+    )
+    head_now = [v.numpy() for v in variables]
+
+    def adam(p, g):
+        return _np_adam(p, g, state, lr=rate)
+
+    _assert_grads_close(actual, _finite_difference(learner, head_now, data, adam))
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -313,6 +373,10 @@ def test_invalid_method_and_unsupported_optimizer():
     optimizer = keras.optimizers.Adam(clipnorm=1.0, amsgrad=True)
     optimizer.build(variables)
     with pytest.raises(ValueError, match="amsgrad.*clipnorm"):
+        read_adam_state(optimizer, variables)
+    optimizer = keras.optimizers.AdamW()
+    optimizer.build(variables)
+    with pytest.raises(ValueError, match="Adam or keras_ssr AdamL2"):
         read_adam_state(optimizer, variables)
 
 

@@ -38,7 +38,7 @@ def compiled(name, backbone, input_shape):
     model = get_method(name)(SSRRegressor(backbone))
     model.build((None,) + input_shape)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     return model
 
 

@@ -80,8 +80,8 @@ def test_supervised_ignores_the_unlabeled_stream():
         batch, unlabeled=(batch["unlabeled"][0] * 0 + 5, batch["unlabeled"][1] * 3)
     )
     model = compiled(Supervised, make_regressor())
-    a = model.compute_gradients(batch)[0]
-    b = model.compute_gradients(other)[0]
+    a = model.compute_gradients(batch)[0]["regressor"]
+    b = model.compute_gradients(other)[0]["regressor"]
     for ga, gb in zip(a, b, strict=True):
         np.testing.assert_array_equal(ga, gb)
 
@@ -107,13 +107,14 @@ def test_mean_teacher_ema_matches_hand_computation():
     expected = [t.copy() for t in teacher0]
     for _ in range(2):
         replay.optimizer.apply(
-            replay.compute_gradients(batch)[0], replay.trainable_weights_to_update()
+            replay.compute_gradients(batch)[0]["regressor"],
+            replay.regressor.trainable_weights,
         )
         student = [w.numpy() for w in replay.regressor.weights]
         expected = [
             decay * t + (1 - decay) * s for t, s in zip(expected, student, strict=True)
         ]
-        replay.update_teacher()
+        replay.imputer.update(replay.regressor)
     for w, e in zip(model.teacher.weights, expected, strict=True):
         np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-7)
     assert model.teacher.trainable_weights == []  # the teacher is not trained
@@ -178,6 +179,89 @@ def test_fit_under_mirrored_strategy_matches_one_device(two_device_strategy):
 def test_unknown_method_lists_valid_names():
     with pytest.raises(
         ValueError,
-        match="Valid methods: hpl, hpl_joint, l2i_v1, l2i_v2, mean_teacher, only_lab",
+        match="Valid methods: (.*, )?fully_supervised, hpl, hpl_joint, l2i_v1, ",
     ):
         get_method("fixmatch")
+
+
+# ---------- pseudo_label_mode: pseudo-labels in training or inference mode ----------
+
+
+def _dropout_regressor(rate):
+    from keras_ssr.models.mlp_backbone import MLPBackbone
+    from keras_ssr.models.ssr_regressor import SSRRegressor
+
+    return SSRRegressor(MLPBackbone((16,), dropout=rate))
+
+
+def _labels_twice_and_by_hand(model, network, x):
+    """Two pseudo-label calls, and a hand-run training-mode forward of
+    `network` from the state (dropout seed included) before the first."""
+    saved = [v.numpy().copy() for v in network.variables]
+    first = model.pseudo_labels(x).numpy()
+    second = model.pseudo_labels(x).numpy()
+    for variable, value in zip(network.variables, saved, strict=True):
+        variable.assign(value)
+    by_hand = network.standardized(x, training=True).numpy()
+    return first, second, by_hand
+
+
+@pytest.mark.parametrize("cls", [PseudoLabel, MeanTeacher])
+def test_pseudo_labels_in_training_mode_use_dropout(cls):
+    x, y = linear_problem()
+    x_weak = make_batch(x, y)["unlabeled"][0]
+    model = compiled(cls, _dropout_regressor(0.5), pseudo_label_mode="training")
+    network = model.teacher if cls is MeanTeacher else model.regressor
+    first, second, by_hand = _labels_twice_and_by_hand(model, network, x_weak)
+    assert not np.allclose(first, second)  # dropout is active
+    np.testing.assert_array_equal(first, by_hand)
+    no_dropout = compiled(cls, _dropout_regressor(0.0), pseudo_label_mode="training")
+    network = no_dropout.teacher if cls is MeanTeacher else no_dropout.regressor
+    first, second, _ = _labels_twice_and_by_hand(no_dropout, network, x_weak)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, network.standardized(x_weak).numpy())
+
+
+@pytest.mark.parametrize("cls", [PseudoLabel, MeanTeacher])
+def test_pseudo_labels_default_to_inference_mode_bitwise(cls):
+    x, y = linear_problem()
+    x_weak = make_batch(x, y)["unlabeled"][0]
+    model = compiled(cls, _dropout_regressor(0.5))
+    assert model.pseudo_label_mode == "inference"
+    network = model.teacher if cls is MeanTeacher else model.regressor
+    np.testing.assert_array_equal(
+        model.pseudo_labels(x_weak).numpy(), network.standardized(x_weak).numpy()
+    )
+
+
+def test_pseudo_label_mode_config_and_errors():
+    model = PseudoLabel(make_regressor(), pseudo_label_mode="training")
+    clone = PseudoLabel.from_config(model.get_config())
+    assert clone.pseudo_label_mode == "training"
+    with pytest.raises(ValueError, match="pseudo_label_mode must be one of"):
+        MeanTeacher(make_regressor(), pseudo_label_mode="eval")
+    sections = {s.name for s in get_method("mean_teacher").cls.config_sections}
+    assert "pseudo_labels" in sections
+
+
+def test_ema_warmup_matches_hand_computation():
+    """k-th update: decay min(1 - 1/(k+1), ema_decay); the first copies the
+    student, then the teacher is the running mean until the decay caps it."""
+    x, y = linear_problem()
+    decay = 0.6
+    model = compiled(MeanTeacher, make_regressor(), ema_decay=decay, ema_warmup=True)
+    batch = make_batch(x, y)
+    expected = [w.numpy().copy() for w in model.teacher.weights]
+    for k in range(4):
+        model.train_step(batch)
+        rate = min(1 - 1 / (k + 1), decay)
+        expected = [
+            rate * t + (1 - rate) * s.numpy()
+            for t, s in zip(expected, model.regressor.weights, strict=True)
+        ]
+        for w, e in zip(model.teacher.weights, expected, strict=True):
+            np.testing.assert_allclose(w.numpy(), e, rtol=1e-6, atol=1e-7)
+    assert float(model.imputer.updates.numpy()) == 4
+    clone = MeanTeacher.from_config(model.get_config())
+    assert clone.ema_warmup and clone.imputer.warmup
+    assert not hasattr(compiled(MeanTeacher, make_regressor()).imputer, "updates")

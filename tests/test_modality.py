@@ -1,20 +1,17 @@
-"""The trainer's per-modality wiring: splits, loaders, backbones and views."""
+"""Modality objects and the trainer's wiring of them: splits, loaders, views."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from datasets.registry import get_dataset
 from keras_ssr.data.regression_data import RegressionData
+from keras_ssr.data.split import with_validation_rows as with_validation
 from keras_ssr.data.target_scaler import TargetScaler
-from trainers.config import RunConfig
-from trainers.experiment import make_split
-from trainers.modality import (
-    backbone_name,
-    build_regressor,
-    load_data,
-    make_views,
-    with_validation,
-)
+from keras_ssr.methods.registry import get_method
+from keras_ssr.modalities import ImageModality, get_modality
+from trainers.cli import parse_args
+from trainers.experiment import load_data, make_split, modality_of
 
 
 def _images(name="faces", n=40, split_rows=None):
@@ -38,6 +35,10 @@ def _protocol(validation=()):
     }
 
 
+def _split(data, *argv):
+    return make_split(data, parse_args(list(argv)), 0, get_method("supervised"))
+
+
 def test_with_validation_carves_validation_out_of_train_only_when_missing():
     rows = with_validation(_protocol(), validation_ratio=0.2, seed=0)
     assert len(rows["validation"]) == 6
@@ -54,53 +55,59 @@ def test_with_validation_carves_validation_out_of_train_only_when_missing():
 
 def test_make_split_keeps_the_protocol_test_rows_and_labels_its_order():
     data = _images(split_rows=_protocol(validation=[]), n=41)
-    config = RunConfig(dataset="faces", label_ratio=None, num_labels=5)
-    split = make_split(data, config, seed=3, method="pseudo_label")
+    config = parse_args(["--num-labels", "5"])
+    split = make_split(data, config, seed=3, entry=get_method("pseudo_label"))
     np.testing.assert_array_equal(split.test, np.arange(30, 40))
-    order = with_validation(data.split_rows, config.validation_ratio, 3)
+    order = with_validation(data.split_rows, config.data.validation_ratio, 3)
     np.testing.assert_array_equal(split.labeled, np.sort(order["labeled_order"][:5]))
     assert len(split.validation) == 3 and 40 not in split.train
 
 
 def test_loader_flags_a_dataset_does_not_take_are_refused():
-    config = RunConfig(dataset="california_housing", protocol="hpl")
+    config = parse_args(["--dataset", "california_housing", "--protocol", "hpl"])
     with pytest.raises(ValueError, match="--protocol does not apply"):
         load_data(config)
-    with pytest.raises(ValueError, match="Unknown dataset"):
-        load_data(RunConfig(dataset="nope"))
+    with pytest.raises(SystemExit):
+        parse_args(["--dataset", "nope"])
 
 
 def test_backbone_must_match_the_modality():
     data = _images()
-    assert backbone_name(data, RunConfig()) == "small_cnn"
+    assert modality_of(data, parse_args([])).backbone_name(data) == "small_cnn"
     with pytest.raises(ValueError, match="--backbone bilstm does not take image"):
-        backbone_name(data, RunConfig(backbone="bilstm"))
+        modality_of(data, parse_args(["--backbone", "bilstm"])).backbone_name(data)
+    assert get_modality("image") is ImageModality
 
 
 def test_image_regressor_takes_uint8_pixels_and_has_no_feature_scaling():
     data = _images()
-    split = make_split(data, RunConfig(label_ratio=0.5), 0, "supervised")
+    split = _split(data, "--label-ratio", "0.5")
     scaler = TargetScaler.fit(data.y[split.labeled])
-    regressor = build_regressor(data, split, RunConfig(), scaler)
+    regressor = modality_of(data, parse_args([])).build_regressor(data, split, scaler)
     assert regressor.input_mean is None
     out = regressor(tf.constant(data.x[:4]))
     assert out.shape == (4, 1)
+    spec = modality_of(data, parse_args([])).input_spec(data)
+    assert spec.name == "images" and spec.shape.as_list() == [None, 12, 12, 3]
 
 
 def test_angle_targets_get_orientation_preserving_views():
     data = _images(name="rotated_mnist")
-    split = make_split(data, RunConfig(label_ratio=0.5), 0, "supervised")
-    views, augment = make_views(data, split, RunConfig())
+    split = _split(data, "--label-ratio", "0.5")
+    modality = modality_of(data, parse_args([]))
+    angle_views = get_dataset("rotated_mnist").views
+    views, augment = modality.make_views(data, split, None, config=angle_views)
     assert not views.flip and "rotate" not in views.ops and "shear_x" not in views.ops
     assert augment == views.weak
-    faces_views, _ = make_views(_images(), split, RunConfig())
+    faces_views, _ = modality.make_views(_images(), split, None)
     assert faces_views.flip and "rotate" in faces_views.ops
 
 
 def test_unaugmented_image_views_keep_the_raw_weak_view():
     data = _images()
-    split = make_split(data, RunConfig(label_ratio=0.5), 0, "supervised")
-    views, augment = make_views(data, split, RunConfig(), unaugmented=True)
+    split = _split(data, "--label-ratio", "0.5")
+    modality = modality_of(data, parse_args([]))
+    views, augment = modality.make_views(data, split, None, raw_weak=True)
     weak, strong = views(tf.constant(data.x[:4]), tf.constant([1, 2]))
     np.testing.assert_array_equal(weak.numpy(), data.x[:4].astype("float32"))
     assert augment is None and strong.shape == weak.shape

@@ -8,14 +8,13 @@ import tensorflow as tf
 from datasets.synthetic_two_group import generate
 from keras_ssr.data.target_scaler import TargetScaler
 from keras_ssr.export import export_regressor
-from keras_ssr.methods.ppssl import (
-    LAMBDA_MODES,
-    PPSSL,
-    adagrad_lambda_step,
+from keras_ssr.methods.ppi_closed_form import (
+    CLOSED_FORM_POINTS,
     closed_form_lambda,
     linear_closed_form_lambda,
     linear_solution,
 )
+from keras_ssr.methods.ppssl import LAMBDA_MODES, PPSSL, adagrad_lambda_step
 from keras_ssr.models.ssr_regressor import SSRRegressor
 from keras_ssr.models.teacher import Teacher
 from tests.helpers import make_regressor
@@ -38,7 +37,7 @@ def _model(regressor, lr=0.1, optimizer=None, **kwargs):
     model = PPSSL(regressor, dtype=regressor.dtype_policy.name, **kwargs)
     model.build((None, D))
     model.compile(optimizer=optimizer or keras.optimizers.SGD(lr))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     return model
 
 
@@ -109,18 +108,21 @@ def test_g0_is_labeled_gradient_and_g1_is_ppi_gradient(float64, mode, lam):
     model = _model(make_regressor(hidden=(6,), dtype="float64"), lambda_mode=mode)
     model.lambda_variable.assign(lam)
     batch = _batch(rng)
-    grads, variables, terms = model.compute_gradients(batch)
+    grads, terms = model.compute_gradients(batch)
     g_l, ghat_l, ghat_u = _taped(model, batch)
     expected = [
         gl + lam * (gu - gh) for gl, gh, gu in zip(g_l, ghat_l, ghat_u, strict=True)
     ]
-    n = len(model.regressor.trainable_weights)
-    assert variables[:n] == model.regressor.trainable_weights
-    for got, exp in zip(grads[:n], expected, strict=True):
+    groups = model.variable_groups()
+    assert groups["regressor"].variables == model.regressor.trainable_weights
+    for got, exp in zip(grads["regressor"], expected, strict=True):
         np.testing.assert_allclose(got, exp, rtol=1e-10, atol=1e-12)
     assert float(terms["lambda"]) == lam
-    if mode == "adaptive":  # one extra entry: d_t for lambda
-        assert variables[n:] == [model.lambda_variable] and len(grads) == n + 1
+    if mode == "adaptive":  # one more group: lambda, with d_t as its gradient
+        assert groups["lambda"].variables == [model.lambda_variable]
+        assert len(grads["lambda"]) == 1
+    else:
+        assert set(grads) == {"regressor"}
 
 
 def test_tensor_gradient_and_lambda_slope_match_linear_numpy(float64):
@@ -129,10 +131,10 @@ def test_tensor_gradient_and_lambda_slope_match_linear_numpy(float64):
     _perturb(model, rng)
     model.lambda_variable.assign(0.3)
     batch = _batch(rng)
-    grads, _, terms = model.compute_gradients(batch)
+    grads, terms = model.compute_gradients(batch)
     g_l, ghat_l, ghat_u = _numpy_terms(model, batch)
     g = g_l + 0.3 * (ghat_u - ghat_l)  # eq. 6
-    np.testing.assert_allclose(_flat(grads[:-1]), g, rtol=1e-10)
+    np.testing.assert_allclose(_flat(grads["regressor"]), g, rtol=1e-10)
     d = 2.0 * g @ (ghat_u - ghat_l)  # eq. 12
     assert float(terms["lambda_gradient"]) == pytest.approx(d, rel=1e-10)
 
@@ -207,6 +209,52 @@ def test_two_adagrad_lambda_steps_match_hand_computation(float64):
     assert 0.0 <= lam < 1.0 and float(logs["lambda"]) < 1.0  # mean of 1, lam_2
 
 
+def _params(model):
+    return np.concatenate([np.ravel(v) for v in model.regressor.head.weights])
+
+
+def test_ssl_step_is_sgd_on_labeled_plus_weighted_pseudo_label_loss(float64):
+    """`ssl` (eq. 2): one SGD step moves the linear student by
+    -lr (g_l + w ghat_u), g the NumPy gradients of the two mean squared
+    errors; the labeled pseudo-label term plays no part."""
+    rng = np.random.default_rng(12)
+    model = _model(
+        _linear_regressor("float64"), lr=0.05, lambda_mode="ssl", unlabeled_weight=0.7
+    )
+    _perturb(model, rng)
+    before = _params(model)
+    batch = _batch(rng, offset=2.0)
+    g_l, _, ghat_u = _numpy_terms(model, batch)
+    logs = model.train_step(batch)
+    np.testing.assert_allclose(
+        _params(model), before - 0.05 * (g_l + 0.7 * ghat_u), rtol=1e-10
+    )
+    assert float(logs["lambda"]) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    "mode, lam", [("fixed", 0.3), ("closed_form", 0.45), ("fixed", 0.0)]
+)
+def test_fixed_lambda_step_is_sgd_on_eq_6(float64, mode, lam):
+    """`fixed` and `closed_form` (with lambda set): one SGD step moves the
+    linear student by -lr g(lambda), g(lambda) = g_l + lambda (ghat_u - ghat_l)
+    (eq. 6) from NumPy, and lambda stays where it was."""
+    rng = np.random.default_rng(13)
+    model = _model(
+        _linear_regressor("float64"), lr=0.05, lambda_mode=mode, lambda_value=lam
+    )
+    _perturb(model, rng)
+    for _ in range(2):
+        before = _params(model)
+        batch = _batch(rng, offset=2.0)
+        g_l, ghat_l, ghat_u = _numpy_terms(model, batch)
+        model.train_step(batch)
+        expected = before - 0.05 * (g_l + lam * (ghat_u - ghat_l))
+        np.testing.assert_allclose(_params(model), expected, rtol=1e-10)
+    assert float(model.lambda_variable.numpy()) == lam
+    assert float(model.lambda_accumulator.numpy()) == 0.0
+
+
 def test_closed_form_lambda_reduces_to_ppi_plus_plus_mean_formula():
     """Intercept-only model (mean estimation): lambda =
     Cov_n(y, yhat) / ((1 + n/N) Var(yhat over labeled + unlabeled))."""
@@ -225,15 +273,97 @@ def test_closed_form_lambda_reduces_to_ppi_plus_plus_mean_formula():
     assert closed_form_lambda(grads, -grads, grads, np.eye(1), clip=False) < 0.0
 
 
-def test_ppi_point_zeroes_the_ppi_gradient():
+def test_ppi_minimizer_zeroes_the_ppi_gradient():
     rng = np.random.default_rng(5)
     a_l, a_u = (np.c_[rng.normal(size=(k, 3)), np.ones(k)] for k in (30, 200))
     y_l, yhat_l, yhat_u = rng.normal(size=30), rng.normal(size=30), rng.normal(size=200)
-    p = linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, "ppi")
+    p = linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, "ppi_minimizer")
     ppi_gradient = a_l.T @ (a_l @ p - y_l) / 30 + (
         a_u.T @ (a_u @ p - yhat_u) / 200 - a_l.T @ (a_l @ p - yhat_l) / 30
     )
     np.testing.assert_allclose(ppi_gradient, 0.0, atol=1e-12)
+
+
+def _ppi_py_lhat_reference(x, y, yhat, x_u, yhat_u):
+    """ppi_py's lhat of `ppi_ols_pointestimate(lam=None)`, re-derived from its
+    formulas: point = OLS(X_u, Yhat_u) + OLS(X, Y - Yhat); per-example
+    gradients x (x^T theta - label); Hessian sum of x x^T over all n + N rows
+    / (n + N); lhat = tr(V C V) / (2 (1 + n/N) tr(V S V)), clipped."""
+    big_x, big_x_u = np.c_[x, np.ones(len(x))], np.c_[x_u, np.ones(len(x_u))]
+
+    def ols(a, b):
+        return np.linalg.solve(a.T @ a, a.T @ b)
+
+    theta = ols(big_x_u, yhat_u) + ols(big_x, y - yhat)
+    n, big_n = len(y), len(yhat_u)
+    hessian = sum(np.outer(r, r) for r in np.r_[big_x, big_x_u]) / (n + big_n)
+    g = np.array([r * (r @ theta - t) for r, t in zip(big_x, y, strict=True)])
+    gh = np.array([r * (r @ theta - t) for r, t in zip(big_x, yhat, strict=True)])
+    ghu = np.array([r * (r @ theta - t) for r, t in zip(big_x_u, yhat_u, strict=True)])
+    gc, ghc = g - g.mean(0), gh - gh.mean(0)
+    c = (gc.T @ ghc + ghc.T @ gc) / n
+    every = np.r_[gh, ghu] - np.r_[gh, ghu].mean(0)
+    s = every.T @ every / (n + big_n - 1)
+    v = np.linalg.inv(hessian)
+    lam = np.trace(v @ c @ v) / (2 * (1 + n / big_n) * np.trace(v @ s @ v))
+    return float(np.clip(lam, 0.0, 1.0))
+
+
+def _nonlinear_teacher_data(rng, n=25, big_n=300):
+    """The teacher knows a hidden feature z and is curved in x0, so its point
+    estimate is not labeled least squares, and n is small, so ppi_py's point
+    is not the PPI minimiser."""
+
+    def rows(k):
+        x = rng.normal(size=(k, 3))
+        z = rng.normal(size=k)
+        y = x @ np.array([1.0, -0.5, 0.3]) + z + 0.5 * rng.normal(size=k)
+        yhat = x @ np.array([0.8, -0.5, 0.3]) + 0.8 * z + 0.3 * x[:, 0] ** 2
+        return x, y, yhat
+
+    (x_l, y_l, yhat_l), (x_u, _, yhat_u) = rows(n), rows(big_n)
+    return x_l, y_l, yhat_l, x_u, yhat_u
+
+
+def test_ppi_py_point_reproduces_ppi_py_lhat_and_differs_from_the_minimizer():
+    for seed in range(5):
+        data = _nonlinear_teacher_data(np.random.default_rng(seed))
+        expected = _ppi_py_lhat_reference(*data)
+        assert 0.0 < expected < 1.0  # not clipped: the comparison is exact
+        got = linear_closed_form_lambda(*data, at="ppi_py")
+        assert got == pytest.approx(expected, rel=1e-9)
+        assert linear_closed_form_lambda(*data) == got  # the default point
+        minimizer = linear_closed_form_lambda(*data, at="ppi_minimizer")
+        assert abs(minimizer - got) > 1e-3
+    # Equal Gram matrices (intercept only): the two points coincide.
+    x_l, y_l, yhat_l, x_u, yhat_u = _nonlinear_teacher_data(np.random.default_rng(0))
+    a_l, a_u = np.ones((len(y_l), 1)), np.ones((len(yhat_u), 1))
+    np.testing.assert_allclose(
+        linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, "ppi_py"),
+        linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, "ppi_minimizer"),
+    )
+
+
+def test_ppi_py_point_is_labeled_least_squares_for_a_linear_teacher():
+    """A teacher linear in the features is fitted exactly on the unlabeled
+    rows, so OLS(yhat_u) + OLS(y - yhat) = OLS(y): the synthetic protocol's
+    case."""
+    rng = np.random.default_rng(11)
+    a_l, a_u = (np.c_[rng.normal(size=(k, 3)), np.ones(k)] for k in (20, 500))
+    teacher = np.array([0.5, 1.0, -2.0, 0.3])
+    y_l = a_l @ teacher + rng.normal(size=20)
+    point = linear_solution(a_l, y_l, a_l @ teacher, a_u, a_u @ teacher, "ppi_py")
+    supervised = linear_solution(a_l, y_l, None, None, None, "supervised")
+    np.testing.assert_allclose(point, supervised, atol=1e-10)
+
+
+def test_closed_form_points_are_named_and_bad_points_are_rejected():
+    assert CLOSED_FORM_POINTS == ("ppi_py", "ppi_minimizer", "supervised", "current")
+    data = _nonlinear_teacher_data(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="one of ppi_py, ppi_minimizer"):
+        linear_closed_form_lambda(*data, at="ppi")
+    with pytest.raises(ValueError, match="pass them as an array"):
+        linear_closed_form_lambda(*data, at="current")
 
 
 def test_calibrate_lambda_uses_the_linear_students_parameters(float64):
@@ -249,8 +379,13 @@ def test_calibrate_lambda_uses_the_linear_students_parameters(float64):
     got = model.calibrate_lambda((x_l, y_l), yhat_l, x_u, yhat_u, at="current")
     expected = linear_closed_form_lambda(x_l, y_l, yhat_l, x_u, yhat_u, at=params)
     assert got == pytest.approx(expected, rel=1e-10) and model.lambda_value == got
+    for at in ("ppi_py", "ppi_minimizer", "supervised"):
+        lam = model.calibrate_lambda((x_l, y_l), yhat_l, x_u, yhat_u, at=at)
+        assert lam == pytest.approx(
+            linear_closed_form_lambda(x_l, y_l, yhat_l, x_u, yhat_u, at=at), rel=1e-10
+        )
     model.train_step(batch)  # calibrated: trains with the constant lambda
-    assert float(model.lambda_variable.numpy()) == got
+    assert float(model.lambda_variable.numpy()) == lam
 
 
 def _stream(x_l, y_l, yhat_l, x_u, yhat_u, n=32, m=256, seed=0):
@@ -303,7 +438,7 @@ def test_online_lambda_approaches_closed_form():
     ).history
     closed = PPSSL(_linear_regressor(), lambda_mode="closed_form")
     closed.build((None, D))
-    lam_star = closed.calibrate_lambda((x_l, y_l), yhat_l, x_u, yhat_u, at="ppi")
+    lam_star = closed.calibrate_lambda((x_l, y_l), yhat_l, x_u, yhat_u)  # ppi_py
     assert lam_star == pytest.approx(0.64 / (1.125 * 0.8), abs=0.05)
     assert float(closed.lambda_variable.numpy()) == pytest.approx(lam_star, rel=1e-6)
     assert history["lambda"][-1] == pytest.approx(lam_star, abs=0.05)

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from experiments.ppssl import cli
+from experiments.ppssl import runs as pe
 from keras_ssr.callbacks.lambda_trajectory import LambdaTrajectory
 from keras_ssr.data.target_scaler import TargetScaler
-from keras_ssr.methods.ppssl import PPSSL, linear_closed_form_lambda
+from keras_ssr.methods.ppi_closed_form import (
+    CLOSED_FORM_POINTS,
+    linear_closed_form_lambda,
+)
+from keras_ssr.methods.ppssl import PPSSL
 from keras_ssr.models.ssr_regressor import SSRRegressor
-from trainers import ppssl_experiments as pe
 from trainers import results
 
 P = 3  # features of the hand-made problems
@@ -55,7 +60,7 @@ def _keras_model(spec, theta0, lr, optimizer):
     model.build((None, P))
     opt = keras.optimizers.Adam(lr) if optimizer == "adam" else keras.optimizers.SGD(lr)
     model.compile(optimizer=opt)
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     model.regressor.head.kernel.assign(theta0[:-1, None])
     model.regressor.head.bias.assign(theta0[-1:])
     return model
@@ -115,8 +120,9 @@ def _tiny_protocol():
 def tiny_sweep(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("sweep"))
     out = pe.run_experiment(
-        "ppssl_synthetic", (0, 1), best_fixed_lambda=True, values=(3.0,),
+        "synthetic", (0, 1), best_fixed_lambda=True, values=(3.0,),
         protocol=_tiny_protocol(), run_dir=run_dir, verbose=0,
+        closed_form_at=("ppi_py", "ppi_minimizer"),
     )  # fmt: skip
     return out, run_dir
 
@@ -125,19 +131,21 @@ def test_sweep_writes_table_json_csv_predictions_and_plots(tiny_sweep):
     out, run_dir = tiny_sweep
     for name in ("results.json", "results.csv", "predictions.npz"):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0
-    for name in ("mse_ppssl_synthetic.png", "lambda_ppssl_synthetic.png"):
+    for name in ("mse_synthetic.png", "lambda_synthetic.png"):
         with open(os.path.join(run_dir, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    # 1 bias x 2 indicator variants x 2 seeds x (teacher + 5 methods + 11 lambdas)
-    assert len(out["records"]) == 2 * 2 * (1 + 5 + 11)
+    # 1 bias x 2 indicator variants x 2 seeds x (teacher + 5 methods + a
+    # second closed-form point + 11 lambdas)
+    assert len(out["records"]) == 2 * 2 * (1 + 6 + 11)
     with open(os.path.join(run_dir, "results.json")) as f:
         saved = json.load(f)
     assert saved["records"] == json.loads(json.dumps(out["records"]))
     settings = {r["setting"] for r in out["records"]}
     assert settings == {"bias=3 indicator", "bias=3 no_indicator"}
-    table = pe.format_tables(out["aggregates"], "ppssl_synthetic")
+    table = pe.format_tables(out["aggregates"], "synthetic")
     assert table.count("best_fixed_lambda") == 2 and "fixed_lambda_0.3" not in table
-    assert "| total" in table and "| B" in table
+    assert "| total" in table and "| B" in table and "| lambda (mean)" in table
+    assert table.count("closed-form lambda (seed mean) at ppi_py") == 2
 
 
 def test_per_group_mse_matches_saved_predictions(tiny_sweep):
@@ -294,17 +302,69 @@ def test_results_table_and_tensorboard_show_group_metrics(tmp_path):
 
 
 def test_cli_runs_a_sweep(tmp_path):
-    from trainers.run import main
-
-    argv = "--experiment ppssl_california --seeds 0 --sweep 51,1 --methods ppssl,ssl"
-    argv += f" --experiment-epochs 3 --output-dir {tmp_path} --run-name x --verbose 0"
-    assert main(argv.split()) == 0
+    argv = "california --seeds 0 --sweep 51,1 --methods ppssl,ssl --epochs 3"
+    argv += f" --lambda-diameter 0.5 --output-dir {tmp_path} --run-name x --verbose 0"
+    assert cli.main(argv.split()) == 0
     with open(tmp_path / "x" / "results.json") as f:
         saved = json.load(f)
     assert saved["config"]["protocol"]["epochs"] == 3
+    assert saved["config"]["protocol"]["lambda_diameter"] == 0.5
     assert [r["method"] for r in saved["records"]] == ["teacher", "ppssl", "ssl"] * 2
     assert {r["setting"] for r in saved["records"]} == {"n_B=51", "n_B=1"}
-    assert (tmp_path / "x" / "mse_ppssl_california.png").exists()
+    assert (tmp_path / "x" / "mse_california.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ("synthetic --seeds 0-x", "--seeds '0-x'"),
+        ("synthetic --methods ppssl,hpl", "unknown hpl"),
+        ("synthetic --sweep 0.5,-1", "must be >= 0"),
+        ("california --sweep 51,2.5", "integers from 0 to 51"),
+        ("synthetic --closed-form-at ppi", "--closed-form-at 'ppi'"),
+        ("synthetic --closed-form-at ppi_py,ppi_py", "distinct points"),
+        ("synthetic --epochs 0", "--epochs 0: must be >= 1"),
+        ("synthetic --lambda-diameter 0", "must be > 0"),
+        ("synthetic --ppi-lambda 1.5", "must be in [0, 1]"),
+        ("mnist", "invalid choice: 'mnist'"),
+    ],
+)
+def test_cli_rejects_bad_flags_with_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv.split())
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_records_hold_mean_lambda_and_every_closed_form_point(tiny_sweep):
+    """`mean_lambda` is the mean of the per-step lambdas the run trained with
+    (replayed here), the closed-form rows train with the per-seed closed form
+    at their point, and the teacher record holds every point's lambda."""
+    out, _ = tiny_sweep
+    problem = pe.synthetic_problem(3.0, 1, include_indicator=False)
+    specs = pe.method_specs(("ppssl", "ppi_closed_form"), _tiny_protocol())
+    runs = pe.train_linear_runs(
+        [pe.synthetic_problem(3.0, s, False) for s in (0, 1)],
+        specs,
+        _tiny_protocol(),
+    )
+    lambdas = runs.lambdas[1, 0]
+    seed1 = {
+        r["method"]: r
+        for r in out["records"]
+        if r["setting"] == "bias=3 no_indicator" and r["seed"] == 1
+    }
+    assert seed1["ppssl"]["mean_lambda"] == pytest.approx(np.nanmean(lambdas))
+    assert seed1["ppssl"]["mean_lambda"] != seed1["ppssl"]["final_lambda"]
+    for at in CLOSED_FORM_POINTS:
+        expected = problem.closed_form_lambda(at)
+        assert seed1["teacher"][f"closed_form_lambda_{at}"] == pytest.approx(expected)
+    closed = seed1["ppi_closed_form"]
+    assert closed["final_lambda"] == closed["mean_lambda"]
+    assert closed["final_lambda"] == pytest.approx(problem.closed_form_lambda("ppi_py"))
+    other = seed1["ppi_closed_form_at_ppi_minimizer"]["final_lambda"]
+    assert other == pytest.approx(problem.closed_form_lambda("ppi_minimizer"))
+    assert other > closed["final_lambda"] + 0.1  # the two points differ here
 
 
 def test_results_table_leaves_out_group_columns_when_there_are_many_groups():
@@ -316,3 +376,22 @@ def test_results_table_leaves_out_group_columns_when_there_are_many_groups():
     record = {k: v for k, v in record.items() if not k.startswith("test_digit")}
     record.update({f"test_g{i}_mse": float(i) for i in range(5)})
     assert "g4 MSE" in results.format_table(results.aggregate([record]))
+
+
+def test_claims_pair_ppssl_with_ssl_and_each_closed_form_row(tiny_sweep):
+    from benchmarks.ppssl_claims import claims, format_claims
+
+    out, _ = tiny_sweep
+    rows = claims(out["records"], out["aggregates"])
+    assert [r["setting"] for r in rows] == ["bias=3 indicator", "bias=3 no_indicator"]
+    seeds = [r for r in out["records"] if r["setting"] == "bias=3 indicator"]
+
+    def total(method):
+        return np.array([r["mse_total"] for r in seeds if r["method"] == method])
+
+    diff = total("ppssl") - total("ppi_closed_form_at_ppi_minimizer")
+    mean, sem = rows[0]["vs_ppi_closed_form_at_ppi_minimizer"]
+    assert mean == pytest.approx(diff.mean())
+    assert sem == pytest.approx(diff.std(ddof=1) / np.sqrt(2))
+    assert set(rows[0]) >= {"vs_ppi_closed_form", "ppssl_mean_lambda"}
+    assert "total: PP-SSL - ppi_closed_form" in format_claims(rows)

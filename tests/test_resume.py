@@ -20,9 +20,8 @@ from keras_ssr.callbacks.resumable_checkpoint import (
     ResumableCheckpoint,
     training_variables,
 )
-from trainers.config import RunConfig
-from trainers.experiment import build_model, make_split, train_inputs
-from trainers.teacher_setup import prepare_teacher
+from trainers.cli import parse_args
+from trainers.experiment import prepare_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,8 +55,10 @@ class Kill(keras.callbacks.Callback):
         if Kill.steps == int(os.environ.get("KILL_AT", 0)):
             os.kill(os.getpid(), signal.SIGKILL)
 
-method_callbacks = experiment._method_callbacks
-experiment._method_callbacks = lambda *args: method_callbacks(*args) + [Kill()]
+fit = experiment.fit_resumable
+def fit_with_kill(*args, callbacks, **kwargs):
+    return fit(*args, callbacks=callbacks + [Kill()], **kwargs)
+experiment.fit_resumable = fit_with_kill
 sys.exit(run.main(sys.argv[1:]))
 """
 
@@ -156,27 +157,19 @@ def test_deterministic_reruns_give_identical_metrics(runs):
 
 # ---- which state the checkpoint holds, for every kind of method state ----
 
-_CONFIG = RunConfig(
-    dataset="synthetic_two_group",
-    label_ratio=None,
-    num_labels=40,
-    hidden_units=(8,),
-    dropout=0.1,
-    head_learning_rate=1e-2,
-    l2i_imputer="mean_teacher",
-    pretrain_size=100,
-    batch_size=16,
-    unlabeled_batch_size=32,
-)
+_CONFIG = parse_args(
+    ["--dataset", "synthetic_two_group", "--num-labels", "40", "--hidden-units",
+     "8", "--dropout", "0.1", "--head-learning-rate", "1e-2", "--l2i-imputer",
+     "mean_teacher", "--pretrain-size", "100", "--batch-size", "16",
+     "--unlabeled-batch-size", "32", "--steps-per-epoch", "4"]
+)  # fmt: skip
 
 
 def _model_and_stream(method, data):
     keras.utils.set_random_seed(0)
-    split = make_split(data, _CONFIG, 0, method)
-    teacher, split = prepare_teacher(method, data, split, _CONFIG, 0)
-    model, scaler = build_model(method, _CONFIG, data, split, 4)
-    make_stream, _ = train_inputs(model, data, split, scaler, teacher, _CONFIG, 0)
-    return model, make_stream()
+    strategy = tf.distribute.get_strategy()
+    run = prepare_run(method, data, _CONFIG, 0, strategy, log_dir=None)
+    return run.model, run.make_stream()
 
 
 @pytest.mark.parametrize("method", ["hpl", "mean_teacher", "ppssl", "l2i_v2"])

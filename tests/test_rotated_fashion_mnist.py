@@ -15,8 +15,8 @@ from datasets import rotated_fashion_mnist as rfm
 from datasets.data_files import DataNotFoundError
 from datasets.registry import dataset_names
 from keras_ssr.data.image_views import GEOMETRIC_OPS, ImageViews
-from trainers.config import RunConfig
-from trainers.modality import load_data
+from trainers.cli import parse_args
+from trainers.experiment import load_data
 
 NUM_TRAIN, NUM_TEST = 24, 6
 
@@ -182,7 +182,8 @@ def test_registered_and_read_through_the_trainer_data_dir_flag(tmp_path):
         write_gz(tmp_path / image_file, idx_bytes(np.zeros((n, 28, 28)), 0x803))
         write_gz(tmp_path / label_file, idx_bytes(np.arange(n) % 10, 0x801))
     assert "rotated_fashion_mnist" in dataset_names()
-    data = load_data(RunConfig(dataset="rotated_fashion_mnist", data_dir=str(tmp_path)))
+    flags = ["--dataset", "rotated_fashion_mnist", "--data-dir", str(tmp_path)]
+    data = load_data(parse_args(flags))
     assert {k: len(v) for k, v in data.split_rows.items()} == {
         "train": 6,
         "validation": rfm.VALIDATION_SIZE,

@@ -8,7 +8,8 @@ import tensorflow as tf
 from keras_ssr.data import synonyms as synonyms_lib
 from keras_ssr.data.glove import load_glove
 from keras_ssr.data.streams import make_train_stream
-from keras_ssr.data.text_views import TextViews, standardize_text
+from keras_ssr.data.text import standardize_text
+from keras_ssr.data.text_views import TextViews
 from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.pseudo_label import PseudoLabel
 from keras_ssr.methods.supervised import Supervised
@@ -396,7 +397,7 @@ def _text_method(method, texts, y):
     model = method(regressor)
     model.build((None,))
     model.compile(optimizer=keras.optimizers.Adam(0.02))
-    model.optimizer.build(model.trainable_weights_to_update())
+    model.build_optimizers()
     return model
 
 

@@ -88,33 +88,6 @@ def is_chief(strategy):
     )
 
 
-def adapt_model(model):
-    """Works around Keras' multi-worker log reduction (call in the scope).
-
-    Keras 3.15 reduces the per-replica logs of a step under
-    `MultiWorkerMirroredStrategy` with `strategy.reduce("MEAN", v, axis=0)`,
-    which fails on the scalar logs every model returns ("Invalid reduction
-    dimension 0 for input with 0 dimensions"). Under that strategy the train
-    and test steps' logs are returned with shape `(1,)`, so the reduce averages
-    them over all replicas into scalars. Other strategies are left alone.
-
-    Returns:
-        `model`.
-    """
-    strategy = tf.distribute.get_strategy()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        model.train_step = _vector_logs(model.train_step)
-        model.test_step = _vector_logs(model.test_step)
-    return model
-
-
-def _vector_logs(step):
-    def wrapped(data):
-        return {k: keras.ops.reshape(v, (1,)) for k, v in step(data).items()}
-
-    return wrapped
-
-
 def check_jit_compile(jit_compile, strategy):
     """Refuses `--jit-compile` under a multi-replica strategy.
 

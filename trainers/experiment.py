@@ -1,4 +1,10 @@
-"""Trains one method on one seed's split and evaluates it: the trainer's core."""
+"""Trains one method on one seed's split and evaluates it: the trainer's core.
+
+Everything method-specific comes from the method's registry entry and its
+declarations (`keras_ssr.methods.registry`), everything modality-specific from
+the data's `Modality` (`keras_ssr.modalities`): this module knows no method or
+data set by name.
+"""
 
 import dataclasses
 import os
@@ -6,23 +12,20 @@ import os
 import keras
 import numpy as np
 
-from keras_ssr.callbacks.hpl_diagnostics import HPLDiagnostics
-from keras_ssr.callbacks.lambda_trajectory import LambdaTrajectory
-from keras_ssr.callbacks.nan_guard import NanGuard, NonFiniteLossError
-from keras_ssr.callbacks.resumable_checkpoint import ResumableCheckpoint
-from keras_ssr.data.split import SSRSplit
+from datasets.registry import get_dataset
+from keras_ssr.callbacks.nan_guard import NonFiniteLossError
+from keras_ssr.callbacks.profile_steps import ProfileSteps
+from keras_ssr.callbacks.resumable_checkpoint import ResumableCheckpoint, fit_resumable
+from keras_ssr.data.split import SSRSplit, holdout_split
 from keras_ssr.data.streams import make_eval_stream, make_train_stream, steps_per_epoch
 from keras_ssr.data.target_scaler import TargetScaler
-from keras_ssr.methods.hpl import HPL
 from keras_ssr.methods.registry import get_method
+from keras_ssr.methods.run_context import RunContext
 from keras_ssr.methods.ssr_model import METRIC_NAMES
+from keras_ssr.modalities import get_modality
 from keras_ssr.models.ssr_regressor import SSRRegressor
-from trainers.distribution import adapt_model, make_strategy, set_deterministic
-from trainers.modality import build_regressor, make_views, with_validation
-from trainers.teacher_setup import TEACHER_METHODS, prepare_teacher
-
-# "fully_supervised" trains `Supervised` with every training label: the upper bound.
-FULLY_SUPERVISED = "fully_supervised"
+from trainers.distribution import set_deterministic
+from trainers.teacher_setup import prepare_teacher
 
 
 @dataclasses.dataclass
@@ -55,232 +58,166 @@ class TrainingDiverged(RuntimeError):
         self.regressor, self.checkpoint = regressor, checkpoint
 
 
-def make_split(data, config, seed, method):
-    """The seed's split; every training row is labeled for `fully_supervised`.
+def load_data(config):
+    """Loads `config.data.dataset` with the loader flags the user set.
+
+    Raises:
+        ValueError: for a flag (e.g. `--protocol`) the data set does not take.
+    """
+    entry = get_dataset(config.data.dataset)
+    return entry.load(**config.data.loader_kwargs(entry))
+
+
+def modality_of(data, config):
+    """The `Modality` of `data`, with the run's model and views settings."""
+    return get_modality(data.modality)(config.model, config.views)
+
+
+def make_split(data, config, seed, entry):
+    """The seed's split; every training row is labeled for a method whose
+    entry labels all rows (`fully_supervised`).
 
     A dataset with a protocol split (`data.split_rows`) keeps its
     train/validation/test parts; only the labeled subset is drawn.
     """
-    if data.split_rows is not None:
-        split = SSRSplit.from_protocol(
-            with_validation(data.split_rows, config.validation_ratio, seed),
-            label_ratio=config.label_ratio,
-            num_labels=config.num_labels,
-            seed=seed,
-        )
-    else:
-        split = SSRSplit.from_size(
-            data.num_rows,
-            label_ratio=config.label_ratio,
-            num_labels=config.num_labels,
-            validation_ratio=config.validation_ratio,
-            test_ratio=config.test_ratio,
-            seed=seed,
-        )
-    if method == FULLY_SUPERVISED:
-        split = SSRSplit(split.train, split.train[:0], split.validation, split.test)
-    return split
+    settings = config.data
+    split = SSRSplit.from_data(
+        data,
+        label_ratio=settings.label_ratio,
+        num_labels=settings.num_labels,
+        validation_ratio=settings.validation_ratio,
+        test_ratio=settings.test_ratio,
+        seed=seed,
+    )
+    return split.all_labeled(data.has_target) if entry.labels_all_rows else split
 
 
 def build_model(method, config, data, split, steps):
-    """The method model around a fresh regressor, compiled, under the strategy."""
+    """The method model around a fresh regressor, compiled (call it under the
+    strategy's scope); returns `(model, target scaler)`."""
     scaler = TargetScaler.fit(data.y[split.labeled])
-    regressor = build_regressor(data, split, config, scaler)
-    name = "supervised" if method == FULLY_SUPERVISED else method
-    model = get_method(name)(regressor, **method_kwargs(name, config, steps))
+    regressor = modality_of(data, config).build_regressor(data, split, scaler)
+    entry = get_method(method)
+    kwargs = entry.kwargs(
+        config.method_sections(method), config.training.epochs * steps
+    )
+    if entry.uses_unlabeled_index:
+        kwargs["num_unlabeled"] = max(len(split.unlabeled), len(split.labeled))
+    model = entry(regressor, **kwargs)
     model.build((None,) + data.input_shape)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        jit_compile=True if use_jit_compile(config) else "auto",
+        optimizer=config.training.optimizer(steps),
+        jit_compile=True if config.distribution.use_jit_compile else "auto",
     )
-    model.optimizer.build(model.trainable_weights_to_update())
-    return adapt_model(model), scaler
+    model.build_optimizers()
+    return model, scaler
 
 
-# Method constructor argument -> `RunConfig` field, per method family.
-_HPL_ARGS = {
-    "unroll": "unroll",
-    "unroll_learning_rate": "unroll_learning_rate",
-    "meta_period": "meta_period",
-    "meta_learning_rate": "meta_learning_rate",
-    "outer_log_variance_weight": "outer_log_variance_weight",
-    "loss_form": "hpl_loss_form",
-    "input_form": "uncertainty_input",
-    "log_variance_range": "log_variance_range",
-    "head_learning_rate": "head_learning_rate",
-}
-_L2I_ARGS = {
-    "imputer": "l2i_imputer",
-    "unroll": "l2i_unroll",
-    "unroll_learning_rate": "l2i_unroll_learning_rate",
-    "imputation_learning_rate": "imputation_learning_rate",
-    "tanh_unlabeled": "l2i_tanh_unlabeled",
-    "ema_decay": "ema_decay",
-}
-_PPI_ARGS = {"lambda_value": "ppi_lambda", "lambda_diameter": "lambda_diameter"}
-_METHOD_ARGS = {
-    "ppssl": _PPI_ARGS,
-    "ppi_fixed": _PPI_ARGS,
-    "mean_teacher": {"ema_decay": "ema_decay"},
-    "hpl": _HPL_ARGS,
-    "hpl_joint": _HPL_ARGS,
-    "l2i_v1": _L2I_ARGS,
-    "l2i_v2": _L2I_ARGS,
-}
+@dataclasses.dataclass
+class PreparedRun:
+    """A (method, seed) ready to `fit`: model, input stream and context."""
+
+    model: object
+    make_stream: object
+    context: RunContext
+    split: SSRSplit
+    steps_per_epoch: int
 
 
-def method_kwargs(name, config, steps):
-    """Constructor arguments of a method, from the run configuration."""
-    if name == "supervised":
-        return {}
-    ramp = name not in ("ppssl", "ppi_fixed", "ppi_closed_form", "only_labeled")
-    kwargs = {
-        "unlabeled_weight": config.unlabeled_weight,
-        "rampup_steps": int(ramp * config.rampup_fraction * config.epochs * steps),
-    }
-    for arg, field in _METHOD_ARGS.get(name, {}).items():
-        kwargs[arg] = getattr(config, field)
-    return kwargs
+def _callbacks(model, context, config, tensorboard_dir):
+    """TensorBoard, the method's own callbacks and, with `--profile-steps`, the
+    profiler."""
+    callbacks = [keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
+    callbacks += model.callbacks(context)
+    if config.distribution.profile_steps:
+        start, stop = config.distribution.profile_steps
+        callbacks.append(ProfileSteps(tensorboard_dir, start, stop))
+    return callbacks
 
 
-def use_jit_compile(config):
-    """`--jit-compile`, unless `--deterministic` (op determinism disables XLA)."""
-    return getattr(config, "jit_compile", False) and not getattr(
-        config, "deterministic", False
+def prepare_run(method, data, config, seed, strategy, log_dir):
+    """Split, teacher, model (built under `strategy`) and input pipeline of one
+    (method, seed); the method's `prepare` hook has run.
+
+    Args:
+        method: a registered method name.
+        data: the `RegressionData`.
+        config: the `RunConfig`.
+        seed: the run's seed.
+        strategy: the `tf.distribute` strategy to build the model under.
+        log_dir: the run's TensorBoard directory for this method and seed.
+    """
+    entry = get_method(method)
+    split = make_split(data, config, seed, entry)
+    teacher, split = prepare_teacher(entry, data, split, config.teacher, seed)
+    check_split(method, entry, split)
+    steps = config.training.steps_per_epoch or steps_per_epoch(
+        len(split.labeled),
+        len(split.unlabeled),
+        config.training.batch_size,
+        config.training.unlabeled_batch_size,
     )
+    with strategy.scope():
+        model, scaler = build_model(method, config, data, split, steps)
+    make_stream, context = train_inputs(
+        model, entry, data, split, scaler, teacher, config, seed, log_dir
+    )
+    model.prepare(context)
+    return PreparedRun(model, make_stream, context, split, steps)
 
 
 def train_and_evaluate(method, data, config, seed, run_dir, strategy):
     """Trains `method` on `seed`'s split, restores its best epoch, tests it.
 
-    With `config.resume` it continues from the latest checkpoint under
-    `run_dir/checkpoints/<method>/seed_<seed>/resume` (see `fit_resumable`).
+    With `config.distribution.resume` it continues from the latest checkpoint
+    under `run_dir/checkpoints/<method>/seed_<seed>/resume` (see
+    `fit_resumable`).
 
     Raises:
         TrainingDiverged: on a NaN/inf loss term, with the last good weights.
     """
-    if getattr(config, "deterministic", False):
-        set_deterministic(seed, getattr(config, "jit_compile", False))
+    if config.distribution.deterministic:
+        set_deterministic(seed, config.distribution.jit_compile)
     keras.utils.set_random_seed(seed)
-    split = make_split(data, config, seed, method)
-    teacher, split = prepare_teacher(method, data, split, config, seed)
-    check_split(method, split)
     tag = os.path.join(method, f"seed_{seed}")
-    steps = config.steps_per_epoch or steps_per_epoch(
-        len(split.labeled),
-        len(split.unlabeled),
-        config.batch_size,
-        config.unlabeled_batch_size,
-    )
-    with strategy.scope():
-        model, scaler = build_model(method, config, data, split, steps)
-    make_stream, views = train_inputs(model, data, split, scaler, teacher, config, seed)
-    validation = make_eval_stream(data.x[split.validation], data.y[split.validation])
-    checkpoint = os.path.join(run_dir, "checkpoints", tag, "best.weights.h5")
     tensorboard_dir = os.path.join(run_dir, "tensorboard", tag)
+    run = prepare_run(method, data, config, seed, strategy, tensorboard_dir)
+    model, split = run.model, run.split
+    checkpoints = os.path.join(run_dir, "checkpoints", tag)
     resumable = ResumableCheckpoint(
-        os.path.join(run_dir, "checkpoints", tag, "resume"),
-        steps_per_epoch=steps,
-        save_every=getattr(config, "checkpoint_every", 0),
-        write=getattr(config, "write_checkpoints", True),
+        os.path.join(checkpoints, "resume"),
+        steps_per_epoch=run.steps_per_epoch,
+        save_every=config.distribution.checkpoint_every,
+        write=config.output.write_checkpoints,
     )
+    best_path = os.path.join(checkpoints, "best.weights.h5")
     try:
         history = fit_resumable(
             model,
-            make_stream,
+            run.make_stream,
             resumable,
-            epochs=config.epochs,
-            resume=getattr(config, "resume", False),
-            best_path=checkpoint,
-            validation_data=validation,
-            callbacks=[keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
-            + _method_callbacks(model, data, split, views, config, tensorboard_dir),
-            verbose=config.verbose,
+            epochs=config.training.epochs,
+            resume=config.distribution.resume,
+            best_path=best_path,
+            validation_data=make_eval_stream(
+                data.x[split.validation], data.y[split.validation]
+            ),
+            callbacks=_callbacks(model, run.context, config, tensorboard_dir),
+            verbose=config.output.verbose,
         )
     except NonFiniteLossError as error:
         raise _diverged(error, model, resumable, method, seed) from error
-    model.load_weights(checkpoint)
-    val_mse = history["val_mse"]
+    model.load_weights(best_path)
     return TrainResult(
         method=method,
         seed=seed,
-        best_epoch=int(np.argmin(val_mse)) + 1,
+        best_epoch=int(np.argmin(history["val_mse"])) + 1,
         validation=_evaluate(model, data, split.validation),
         test=_evaluate(model, data, split.test),
         test_groups=_group_metrics(model, data, split.test),
-        regressor=model.regressor,
+        regressor=model.inference_model(),
         tensorboard_dir=tensorboard_dir,
     )
-
-
-def fit_resumable(
-    model, make_stream, resumable, epochs, resume, best_path, callbacks, **fit_kwargs
-):
-    """`model.fit` on `make_stream()`, checkpointed and resumable mid-epoch.
-
-    Every `resumable.save_every` steps and at every epoch end,
-    `resumable` writes the whole training state. With `resume` the latest
-    checkpoint is restored, the stream continues at the saved position
-    (`make_stream().skip(global_step)`: the streams are seeded functions of
-    their position) and a partly done epoch runs only its remaining steps; in
-    deterministic mode the result equals an uninterrupted run. Without
-    `resume` old checkpoints in that directory are deleted.
-
-    Args:
-        model: a compiled, built method model.
-        make_stream: returns a fresh endless training `tf.data.Dataset`, one
-            per `fit` call: a dataset with a seeded `shuffle` reshuffles
-            differently for each new iterator, so reusing one would not
-            continue the same sequence.
-        resumable: a `ResumableCheckpoint` (its `steps_per_epoch` is used).
-        epochs: total epochs of the run.
-        resume: continue from the latest checkpoint if there is one.
-        best_path: `.weights.h5` path of the best-`val_mse` weights.
-        callbacks: further Keras callbacks.
-        **fit_kwargs: passed to `fit` (`validation_data`, `verbose`).
-
-    Returns:
-        The per-epoch logs of the whole run: `{name: [value per epoch]}`.
-
-    Raises:
-        NonFiniteLossError: at the first step with a NaN/inf loss term.
-    """
-    resumable.set_model(model)
-    position = resumable.restore() if resume else None
-    if not resume:
-        _clear(resumable.directory)
-    start = position["global_step"] if position else 0
-    best = min(resumable.history.get("val_mse", []), default=None)
-    best_checkpoint = keras.callbacks.ModelCheckpoint(
-        best_path,
-        monitor="val_mse",
-        mode="min",
-        save_best_only=True,
-        save_weights_only=True,
-        initial_value_threshold=best,
-    )
-    guard = NanGuard(initial_step=start)
-    every = [guard, best_checkpoint] + callbacks + [resumable]
-    steps = resumable.steps_per_epoch
-    while start < epochs * steps:
-        epoch, done = divmod(start, steps)
-        model.fit(
-            make_stream().skip(start),
-            initial_epoch=epoch,
-            epochs=epoch + 1 if done else epochs,
-            steps_per_epoch=steps - done,
-            callbacks=every,
-            shuffle=False,
-            **fit_kwargs,
-        )
-        start = resumable.global_step
-    return resumable.history
-
-
-def _clear(directory):
-    if os.path.isdir(directory):
-        for name in os.listdir(directory):
-            os.remove(os.path.join(directory, name))
 
 
 def _diverged(error, model, resumable, method, seed):
@@ -293,27 +230,21 @@ def _diverged(error, model, resumable, method, seed):
         f"{good or 'none (diverged before the first save)'}.",
         method,
         seed,
-        model.regressor if good is not None else None,
+        model.inference_model() if good is not None else None,
         good,
     )
 
 
-# Methods whose loss needs the unlabeled stream.
-_LABELED_ONLY = ("supervised", FULLY_SUPERVISED, "only_labeled")
-
-
-def check_split(method, split):
+def check_split(method, entry, split):
     """Refuses splits a method cannot train on, saying what to change."""
     if len(split.labeled) == 0:
         raise ValueError(
             "The labeled split is empty: give --num-labels >= 1 or a larger "
             "--label-ratio."
         )
-    if method not in _LABELED_ONLY and len(split.unlabeled) == 0:
+    if entry.uses_unlabeled and len(split.unlabeled) == 0:
         hint = (
-            " (after the teacher's --pretrain-size rows)"
-            if method in TEACHER_METHODS
-            else ""
+            " (after the teacher's --pretrain-size rows)" if entry.uses_teacher else ""
         )
         raise ValueError(
             f"{method} needs unlabeled rows but the unlabeled split is empty"
@@ -332,96 +263,72 @@ def _rows(data, scaler, index):
     return data.x[index], scaler.transform(data.y[index])
 
 
-def _teacher_labels(teacher, data, scaler, labeled, unlabeled):
-    """The teacher's standardised predictions on both sets, once (or `None`)."""
-    if teacher is None:
-        return None
-    return tuple(
-        teacher.standardized_labels(data.x[rows], scaler)
-        for rows in (labeled, unlabeled)
-    )
+def train_inputs(model, entry, data, split, scaler, teacher, config, seed, log_dir):
+    """`(make_stream, context)`: the training pipeline's inputs, prepared once.
 
-
-def train_inputs(model, data, split, scaler, teacher, config, seed):
-    """`(make_stream, views)`: the training pipeline's inputs, prepared once.
-
-    The views, the hold-out split, the teacher's labels and the closed-form
-    lambda are computed here, once per (method, seed); `make_stream()` then
-    builds a fresh three-stream `tf.data` pipeline over them (one per `fit`
-    call, see `fit_resumable`).
+    The views, the hold-out split (for methods with a hold-out stream) and the
+    teacher's labels are computed here, once per (method, seed);
+    `make_stream()` then builds a fresh three-stream `tf.data` pipeline over
+    them (one per `fit` call, see `fit_resumable`), and `context` is the
+    `RunContext` for the method's `prepare` and `callbacks`.
     """
-    # Prediction-powered gradients need the unlabeled rows unaugmented.
-    views, augment = make_views(
+    views, augment = modality_of(data, config).make_views(
         data,
         split,
-        config,
-        unaugmented=teacher is not None,
-        vocabulary=getattr(model.regressor.backbone, "vocabulary", None),
+        model.regressor,
+        raw_weak=entry.raw_unlabeled_view,
+        config=get_dataset(config.data.dataset).views,
     )
-    labeled, holdout = holdout_split(split.labeled, config.holdout_fraction, seed)
-    labels = _teacher_labels(teacher, data, scaler, labeled, split.unlabeled)
-    _calibrate(model, data, scaler, labeled, split.unlabeled, labels, config)
+    fraction = config.data.holdout_fraction if entry.uses_holdout else 0.0
+    labeled, holdout = holdout_split(split.labeled, fraction, seed)
     labeled_rows = _rows(data, scaler, labeled)
     holdout_rows = None if holdout is None else _rows(data, scaler, holdout)
-    unlabeled_x = data.x[split.unlabeled]
+    labels = None
+    if teacher is not None:
+        labels = tuple(
+            teacher.standardized_labels(data.x[rows], scaler)
+            for rows in (labeled, split.unlabeled)
+        )
+    unlabeled = split.unlabeled
+    context = RunContext(
+        log_dir=log_dir,
+        unlabeled_x=data.x[unlabeled],
+        views=views,
+        labeled=labeled_rows,
+        teacher_labels=labels,
+        unlabeled_y=_benchmark_truth(data, unlabeled, config.data.benchmark_mode),
+        unlabeled_groups=None if data.groups is None else data.groups[unlabeled],
+        group_names=data.group_names,
+    )
 
     def make_stream():
         return make_train_stream(
             labeled_rows,
-            unlabeled_x,
+            context.unlabeled_x,
             views,
-            labeled_batch_size=config.batch_size,
-            unlabeled_batch_size=config.unlabeled_batch_size,
+            labeled_batch_size=config.training.batch_size,
+            unlabeled_batch_size=config.training.unlabeled_batch_size,
             holdout=holdout_rows,
             teacher=labels,
             labeled_augment=augment,
+            unlabeled_index=entry.uses_unlabeled_index,
             seed=seed,
         )
 
-    return make_stream, views
+    return make_stream, context
 
 
-def _calibrate(model, data, scaler, labeled, unlabeled, labels, config):
-    """Sets `ppi_closed_form`'s lambda from the PPI++ closed form, before fit."""
-    if getattr(model, "lambda_mode", None) != "closed_form":
-        return
-    model.calibrate_lambda(
-        _rows(data, scaler, labeled),
-        labels[0],
-        data.x[unlabeled],
-        labels[1],
-        at=config.closed_form_at,
-    )
-
-
-def holdout_split(labeled, fraction, seed):
-    """`(labeled rows, hold-out rows)`: with `fraction` 0 the hold-out stream
-    samples the labeled rows independently (`None`); otherwise that fraction of
-    the labeled rows is set aside as a separate hold-out split."""
-    if not fraction:
-        return labeled, None
-    if not 0 < fraction < 1:
-        raise ValueError(f"holdout_fraction={fraction} must be in [0, 1).")
-    count = max(1, int(round(fraction * len(labeled))))
-    if count >= len(labeled):
+def _benchmark_truth(data, unlabeled, benchmark_mode):
+    """The unlabeled rows' targets for diagnostics (`--benchmark-mode`), when
+    every one of them has a target."""
+    if not benchmark_mode:
+        return None
+    if not data.has_target[unlabeled].all():
         raise ValueError(
-            f"holdout_fraction={fraction} leaves no labeled rows out of "
-            f"{len(labeled)}: use a smaller --holdout-fraction or more labels."
+            "--benchmark-mode needs the targets of every unlabeled row, but "
+            f"{data.name} has rows without one: drop --benchmark-mode."
         )
-    order = np.random.default_rng(seed + 1).permutation(labeled)
-    return np.sort(order[count:]), np.sort(order[:count])
-
-
-def _method_callbacks(model, data, split, views, config, tensorboard_dir):
-    """HPL's uncertainty panels (with ground truth only in benchmark mode) and
-    PP-SSL's per-step lambda trajectory."""
-    if getattr(model, "lambda_mode", None) == "adaptive":
-        return [LambdaTrajectory(os.path.join(tensorboard_dir, "lambda"))]
-    if not isinstance(model, HPL) or len(split.unlabeled) == 0:
-        return []
-    truth = data.y[split.unlabeled] if config.benchmark_mode else None
-    log_dir = os.path.join(tensorboard_dir, "diagnostics")
-    return [HPLDiagnostics(log_dir, data.x[split.unlabeled], views, truth)]
+    return data.y[unlabeled]
 
 
 def _evaluate(model, data, rows):
@@ -438,8 +345,3 @@ def _group_metrics(model, data, rows):
         for gid, name in enumerate(data.group_names)
         if np.any(data.groups[rows] == gid)
     }
-
-
-def default_strategy():
-    """MirroredStrategy over all GPUs when there are several, else the default."""
-    return make_strategy("auto")

@@ -12,6 +12,48 @@ _GROUP_KEY = re.compile(r"^test_(.+)_mse(?:_mean)?$")
 GROUP_METRICS = ("mse",)  # per-group columns of the table (PP-SSL's Table S9)
 
 
+def run_hparams(config, method, seed):
+    """The settings of one (method, seed) for TensorBoard's HParams: data set,
+    method, label budget, seed, budget and optimizer, preset, and every field
+    of the method's config sections (`section.field`)."""
+    import dataclasses
+
+    from keras_ssr.methods.registry import get_method
+
+    training = config.training
+    hparams = {
+        "dataset": config.data.dataset,
+        "method": method,
+        "label_ratio": config.data.label_ratio,
+        "num_labels": config.data.num_labels,
+        "seed": seed,
+        "backbone": config.model.backbone,
+        "epochs": training.epochs,
+        "learning_rate": training.learning_rate,
+        "batch_size": training.batch_size,
+        "unlabeled_batch_size": training.unlabeled_batch_size,
+        "preset": (config.preset or {}).get("name"),
+    }
+    sections = config.method_sections(method)
+    for section in get_method(method).cls.config_sections:
+        values = dataclasses.asdict(sections[section.name])
+        hparams.update({f"{section.name}.{k}": v for k, v in values.items()})
+    return hparams
+
+
+def write_run_hparams(result, config):
+    """Writes a finished (method, seed)'s HParams and final metrics to
+    `<tensorboard_dir>/hparams` (see `keras_ssr.hparams.write_hparams`)."""
+    from keras_ssr.hparams import write_hparams
+
+    write_hparams(
+        os.path.join(result.tensorboard_dir, "hparams"),
+        run_hparams(config, result.method, result.seed),
+        {"validation": result.validation, "test": result.test},
+        config=config.to_dict(),
+    )
+
+
 def record(result, export_path=None):
     """A flat, JSON-ready record of one `TrainResult`."""
     row = {

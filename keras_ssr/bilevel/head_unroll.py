@@ -16,7 +16,11 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from keras_ssr.optimizers.adam_l2 import AdamL2
+
 _METHODS = ("sgd", "adam")
+# The optimizers whose step `adam_step` reproduces exactly.
+_ADAMS = (keras.optimizers.Adam, AdamL2)
 
 
 def dense_apply(features, params):
@@ -89,11 +93,14 @@ def adam_step(
     beta_1=0.9,
     beta_2=0.999,
     epsilon=1e-7,
+    l2=0.0,
 ):
     """One Adam step with Keras 3's exact update rule, pure and differentiable.
 
-    Matches `keras.optimizers.Adam.update_step` (amsgrad off): with
-    `t = iterations + 1`, `m <- m + (1 - beta_1)(g - m)`,
+    Matches `keras.optimizers.Adam.update_step` (amsgrad off) and, with
+    `l2 > 0`, `AdamL2` (torch's coupled weight decay, which the reference
+    HPL code's differentiable Adam also applies): first `g <- g + l2 * p`, then
+    with `t = iterations + 1`, `m <- m + (1 - beta_1)(g - m)`,
     `v <- v + (1 - beta_2)(g^2 - v)`,
     `p <- p - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)`
     (epsilon is Keras' "epsilon hat": added to sqrt(v), not bias-corrected).
@@ -115,8 +122,12 @@ def adam_step(
         velocities: list of second-moment slots `v`, same structure.
         iterations: number of steps already taken (the optimizer's
             `iterations`, before this step).
-        learning_rate: float or scalar tensor.
+        learning_rate: float or scalar tensor (for an optimizer with a
+            schedule: its current value, `optimizer.learning_rate`).
         beta_1, beta_2, epsilon: Adam hyper-parameters (Keras defaults).
+        l2: coefficient of the L2 penalty added to the gradient (`AdamL2`'s
+            `l2`; 0: plain Adam). Its term `l2 * p` does not depend on what
+            the inner loss depends on, but it moves the step through the moments.
 
     Returns:
         List of new parameter tensors (slots are not returned).
@@ -140,6 +151,8 @@ def adam_step(
             / (1 - tf.pow(tf.cast(beta_1, dtype), local_step))
         )
         g = tf.cast(g, dtype)
+        if l2:  # as AdamL2.update_step (also its float32 stop): + l2 * p
+            g = g + tf.cast(l2, dtype) * p
         m = tf.cast(m, dtype)
         v = tf.cast(v, dtype)
         m = m + (g - m) * _cast(1 - beta_1, dtype)
@@ -156,6 +169,7 @@ class AdamState(NamedTuple):
         velocities: list of second-moment tensors, one per parameter.
         iterations: steps already taken (scalar).
         beta_1, beta_2, epsilon: Adam hyper-parameters.
+        l2: the coupled L2 coefficient (`AdamL2`), 0 for a plain Adam.
     """
 
     momentums: list
@@ -164,6 +178,7 @@ class AdamState(NamedTuple):
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
+    l2: float = 0.0
 
 
 def zero_adam_state(params, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -187,22 +202,25 @@ def read_adam_state(optimizer, variables):
     Lets a caller unroll exactly the step the real optimizer would take next:
     `adam_step(variables, grads, *state[:3], optimizer.learning_rate,
     *state[3:])`, or `unroll_head(..., method="adam", adam_state=state,
-    learning_rate=optimizer.learning_rate)`. Slots are read (as constants for
+    learning_rate=optimizer.learning_rate)`; `optimizer.learning_rate` is the
+    current value of a learning-rate schedule (at `optimizer.iterations`, as
+    the optimizer's own next step uses it). Slots are read (as constants for
     any tape) through `optimizer._get_variable_index`; in a replica context
     this reads the local copies of mirrored slots.
 
     Args:
-        optimizer: a built `keras.optimizers.Adam` whose variables include
-            `variables`.
+        optimizer: a built `keras.optimizers.Adam`, or an `AdamL2` (its `l2`
+            goes into the state), whose variables include `variables`.
         variables: the head variables (e.g. `[head.kernel, head.bias]`).
 
     Returns:
         An `AdamState`.
 
     Raises:
-        ValueError: if the optimizer is not a plain Adam, is not built, or uses
-            options the functional step does not reproduce (amsgrad, weight
-            decay, gradient clipping, gradient accumulation, EMA).
+        ValueError: if the optimizer is not an Adam or AdamL2, is not built,
+            or uses options the functional step does not reproduce (amsgrad,
+            decoupled weight decay, gradient clipping, gradient accumulation,
+            EMA).
 
     Example:
 
@@ -212,8 +230,11 @@ def read_adam_state(optimizer, variables):
     >>> optimizer.build(head.trainable_variables)
     >>> state = read_adam_state(optimizer, [head.kernel, head.bias])
     """
-    if type(optimizer) is not keras.optimizers.Adam:
-        raise ValueError(f"Expected a keras.optimizers.Adam, got {optimizer!r}.")
+    if type(optimizer) not in _ADAMS:
+        raise ValueError(
+            f"Expected a keras.optimizers.Adam or keras_ssr AdamL2, got "
+            f"{optimizer!r}: the unrolled Adam step reproduces only these."
+        )
     if not optimizer.built:
         raise ValueError("Build the optimizer first: optimizer.build(variables).")
     unsupported = {
@@ -239,6 +260,7 @@ def read_adam_state(optimizer, variables):
         beta_1=_value(optimizer.beta_1),
         beta_2=_value(optimizer.beta_2),
         epsilon=optimizer.epsilon,
+        l2=getattr(optimizer, "l2", 0.0),
     )
 
 
@@ -287,8 +309,9 @@ def unroll_head(
         inner_loss_fn: callable `params -> scalar loss`, e.g.
             `lambda p: loss(y, dense_apply(features, p))`.
         learning_rate: step size alpha (float, scalar tensor or variable).
-        method: `"sgd"` (`sgd_step`, the paper's eq. 7) or `"adam"`
-            (`adam_step`, the reference code's differentiable Adam).
+        method: `"sgd"` (`sgd_step`, the paper's eq. 7: no weight decay) or
+            `"adam"` (`adam_step`, the reference code's differentiable Adam,
+            with the state's coupled L2).
         adam_state: `AdamState` for `method="adam"` (e.g. from
             `read_adam_state`); `None` means a fresh state (zero slots), whose
             first step is close to `lr * sign(g)` and thus has a tiny
@@ -342,5 +365,6 @@ def unroll_head(
             state.beta_1,
             state.beta_2,
             state.epsilon,
+            state.l2,
         )
     return new_params, list(grads)

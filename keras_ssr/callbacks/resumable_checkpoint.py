@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ssr.callbacks.nan_guard import NanGuard
+
 
 def model_optimizers(model):
     """Every optimizer of `model`: the compiled one first, then attributes."""
@@ -191,6 +193,76 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self._position.assign(json.dumps(position))
         os.makedirs(self.directory, exist_ok=True)
         return self._manager.save(checkpoint_number=self.global_step)
+
+
+def fit_resumable(
+    model, make_stream, resumable, epochs, resume, best_path, callbacks, **fit_kwargs
+):
+    """`model.fit` on `make_stream()`, checkpointed and resumable mid-epoch.
+
+    Every `resumable.save_every` steps and at every epoch end,
+    `resumable` writes the whole training state. With `resume` the latest
+    checkpoint is restored, the stream continues at the saved position
+    (`make_stream().skip(global_step)`: the streams are seeded functions of
+    their position) and a partly done epoch runs only its remaining steps; in
+    deterministic mode the result equals an uninterrupted run. Without
+    `resume` old checkpoints in that directory are deleted.
+
+    Args:
+        model: a compiled, built method model.
+        make_stream: returns a fresh endless training `tf.data.Dataset`, one
+            per `fit` call: a dataset with a seeded `shuffle` reshuffles
+            differently for each new iterator, so reusing one would not
+            continue the same sequence.
+        resumable: a `ResumableCheckpoint` (its `steps_per_epoch` is used).
+        epochs: total epochs of the run.
+        resume: continue from the latest checkpoint if there is one.
+        best_path: `.weights.h5` path of the best-`val_mse` weights.
+        callbacks: further Keras callbacks.
+        **fit_kwargs: passed to `fit` (`validation_data`, `verbose`).
+
+    Returns:
+        The per-epoch logs of the whole run: `{name: [value per epoch]}`.
+
+    Raises:
+        NonFiniteLossError: at the first step with a NaN/inf loss term.
+    """
+    resumable.set_model(model)
+    position = resumable.restore() if resume else None
+    if not resume:
+        _clear(resumable.directory)
+    start = position["global_step"] if position else 0
+    best = min(resumable.history.get("val_mse", []), default=None)
+    best_checkpoint = keras.callbacks.ModelCheckpoint(
+        best_path,
+        monitor="val_mse",
+        mode="min",
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=best,
+    )
+    guard = NanGuard(initial_step=start)
+    every = [guard, best_checkpoint] + callbacks + [resumable]
+    steps = resumable.steps_per_epoch
+    while start < epochs * steps:
+        epoch, done = divmod(start, steps)
+        model.fit(
+            make_stream().skip(start),
+            initial_epoch=epoch,
+            epochs=epoch + 1 if done else epochs,
+            steps_per_epoch=steps - done,
+            callbacks=every,
+            shuffle=False,
+            **fit_kwargs,
+        )
+        start = resumable.global_step
+    return resumable.history
+
+
+def _clear(directory):
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            os.remove(os.path.join(directory, name))
 
 
 def all_finite(variables):

@@ -17,6 +17,7 @@ def make_train_stream(
     unlabeled_y=None,
     teacher=None,
     labeled_augment=None,
+    unlabeled_index=False,
     seed=0,
 ):
     """Builds the endless per-step stream every keras-ssr method trains on.
@@ -25,7 +26,9 @@ def make_train_stream(
     `{"labeled": (x_l, y_l), "unlabeled": (x_weak, x_strong),
     "holdout": (x_h, y_h)}` and, in benchmark mode (`unlabeled_y` given),
     `"unlabeled_targets": y_u` (never used for training, only for diagnostics),
-    and with `teacher` given, `"teacher": (yhat_l, yhat_u)` (PP-SSL).
+    and with `teacher` given, `"teacher": (yhat_l, yhat_u)` (PP-SSL), and with
+    `unlabeled_index`, `"unlabeled_index"`: each unlabeled row's position in
+    `unlabeled_x` (int32), for methods with per-example state.
     The labeled and hold-out streams draw from their sets with independent
     shuffles; every stream repeats on its own, so the shorter set never ends an
     epoch: pass `steps_per_epoch` to `fit` (see `steps_per_epoch`).
@@ -48,6 +51,7 @@ def make_train_stream(
         labeled_augment: optional callable `(x, seed) -> x` applied to every
             labeled batch (FixMatch's weak view of the labeled images, e.g.
             `ImageViews.weak`); the hold-out stream stays unaugmented.
+        unlabeled_index: add `batch["unlabeled_index"]`.
         seed: seed of the shuffles and of the augmentation.
 
     Example:
@@ -78,7 +82,12 @@ def make_train_stream(
             holdout, holdout_batch_size or labeled_batch_size, seed + 7919
         ),
         "unlabeled": _unlabeled(
-            unlabeled_x, unlabeled_y, yhat_u, views, unlabeled_batch_size, seed
+            unlabeled_x,
+            {"unlabeled_targets": unlabeled_y, "teacher": yhat_u},
+            views,
+            unlabeled_batch_size,
+            seed,
+            unlabeled_index,
         ),
     }
     return tf.data.Dataset.zip(streams).map(_flatten).prefetch(tf.data.AUTOTUNE)
@@ -137,12 +146,14 @@ def _repeated(arrays, batch_size, seed):
     return dataset.repeat().batch(batch_size, drop_remainder=True)
 
 
-def _unlabeled(x, y, yhat, views, batch_size, seed):
+def _unlabeled(x, extras, views, batch_size, seed, index=False):
+    """Batches of `x` with their views and per-row `extras` (`None`s dropped)."""
     rows = {"x": x}
-    if y is not None:
-        rows["unlabeled_targets"] = np.asarray(y, dtype="float32")
-    if yhat is not None:
-        rows["teacher"] = yhat
+    rows.update(
+        {k: np.asarray(v, "float32") for k, v in extras.items() if v is not None}
+    )
+    if index:
+        rows["unlabeled_index"] = np.arange(len(x), dtype="int32")
     batches = _repeated(rows, batch_size, seed + 104729)
     return _seeded_map(batches, lambda batch, s: _with_views(batch, views, s), seed)
 
@@ -157,8 +168,9 @@ def _flatten(streams):
     out = {"holdout": streams["holdout"], "labeled": streams["labeled"][:2]}
     unlabeled = dict(streams["unlabeled"])
     out["unlabeled"] = unlabeled.pop("views")
-    if "unlabeled_targets" in unlabeled:
-        out["unlabeled_targets"] = unlabeled["unlabeled_targets"]
+    for key in ("unlabeled_targets", "unlabeled_index"):
+        if key in unlabeled:
+            out[key] = unlabeled[key]
     if "teacher" in unlabeled:
         out["teacher"] = (streams["labeled"][2], unlabeled["teacher"])
     return out

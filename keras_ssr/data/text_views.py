@@ -2,25 +2,7 @@
 
 import tensorflow as tf
 
-# ASCII punctuation, split off as separate tokens (GloVe has "!", ",", "?"...).
-_PUNCTUATION = r"([[:punct:]])"
-
-
-def standardize_text(texts):
-    """Lower-cases `texts` and splits punctuation off as separate tokens.
-
-    The tokenisation shared by `TextViews` and `BiLSTMBackbone`: after it,
-    splitting on spaces gives the tokens. Idempotent.
-
-    Example:
-
-    >>> standardize_text(tf.constant(["Great  movie!!"])).numpy()
-    array([b'great movie ! !'], dtype=object)
-    """
-    texts = tf.strings.lower(texts, encoding="utf-8")
-    texts = tf.strings.regex_replace(texts, _PUNCTUATION, r" \1 ")
-    texts = tf.strings.regex_replace(texts, r"\s+", " ")
-    return tf.strings.strip(texts)
+from keras_ssr.data.text import standardize_text
 
 
 class TextViews:

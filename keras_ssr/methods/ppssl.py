@@ -1,13 +1,55 @@
 """`PPSSL`: prediction-powered semi-supervised regression and its baselines."""
 
+import dataclasses
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ssr.methods.ssr_model import SSRModel, check_choice, mse, num_replicas
+from keras_ssr.callbacks.lambda_trajectory import LambdaTrajectory
+from keras_ssr.config_section import ConfigSection, option
+from keras_ssr.methods.ppi_closed_form import (
+    CLOSED_FORM_POINTS,
+    DEFAULT_CLOSED_FORM_POINT,
+    linear_closed_form_lambda,
+)
+from keras_ssr.methods.ssr_model import (
+    SSLConfig,
+    SSRModel,
+    VariableGroup,
+    check_choice,
+    check_finite,
+    mse,
+    num_replicas,
+)
 
 LAMBDA_MODES = ("adaptive", "fixed", "closed_form", "ssl", "only_labeled")
-CLOSED_FORM_POINTS = ("ppi", "supervised", "current")
+
+
+@dataclasses.dataclass
+class PPSSLConfig(ConfigSection):
+    """PP-SSL's and the PPI baselines' constructor arguments (see `PPSSL`)."""
+
+    name = "ppssl"
+    title = "PP-SSL (methods ppssl, ppi_fixed, ppi_closed_form, ssl, only_labeled)"
+
+    lambda_value: float | None = option(
+        None,
+        "lambda of ppi_fixed (default 1: plain PPI); ppssl's initial lambda",
+        flag="--ppi-lambda",
+        source="paper Algorithm 1 (lambda_0 = 1)",
+    )
+    lambda_diameter: float = option(
+        1.0, "D of PP-SSL's AdaGrad lambda step (eq. 12)", source="paper eq. 12"
+    )
+    closed_form_at: str = option(
+        DEFAULT_CLOSED_FORM_POINT,
+        "where ppi_closed_form evaluates the PPI++ closed form (ppi_py: ppi_py's "
+        "own point estimate; ppi_minimizer: the exact lambda = 1 PPI minimiser)",
+        choices=CLOSED_FORM_POINTS,
+        source="ppi_py (Angelopoulos et al.), the PP-SSL paper's PPI++ baseline",
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
@@ -29,7 +71,8 @@ class PPSSL(SSRModel):
       Two backward passes per step (g_l and ghat_u - ghat_l from one forward).
     - `"fixed"`: constant lambda = `lambda_value` (1: plain PPI). One backward.
     - `"closed_form"`: PPI++ baseline, constant lambda from the closed form
-      (`closed_form_lambda`), set by `calibrate_lambda` before `fit`.
+      (`keras_ssr.methods.ppi_closed_form`), set by `calibrate_lambda`
+      before `fit`.
     - `"ssl"`: biased baseline L_l + w_t * Lhat_u (eq. 2), w_t the base
       class's `unlabeled_weight_now()` (default 1, with optional ramp-up).
     - `"only_labeled"`: lambda = 0, L_l only (needs no teacher labels).
@@ -73,6 +116,9 @@ class PPSSL(SSRModel):
         Zrnic, PPI++: Efficient Prediction-Powered Inference, 2023.
     """
 
+    uses_teacher = True
+    raw_unlabeled_view = True  # eq. 7: the teacher labels the rows the student sees
+    config_sections = (SSLConfig, PPSSLConfig)
     loss_terms = (
         "loss",
         "labeled_loss",
@@ -88,13 +134,18 @@ class PPSSL(SSRModel):
         lambda_mode="adaptive",
         lambda_value=None,
         lambda_diameter=1.0,
+        closed_form_at=DEFAULT_CLOSED_FORM_POINT,
         **kwargs,
     ):
         super().__init__(regressor, **kwargs)
         check_choice("lambda_mode", lambda_mode, LAMBDA_MODES)
+        check_choice("closed_form_at", closed_form_at, CLOSED_FORM_POINTS)
         self.lambda_mode = lambda_mode
         self.lambda_value = _initial_lambda(lambda_mode, lambda_value)
-        self.lambda_diameter = float(lambda_diameter)
+        self.lambda_diameter = check_finite(
+            "lambda_diameter", lambda_diameter, low=0.0, low_open=True
+        )
+        self.closed_form_at = closed_form_at
         self.loss_trackers["lambda_step"] = LastValue(name="lambda_step")
         if lambda_mode == "only_labeled":
             for name in ("teacher_labeled_loss", "teacher_unlabeled_loss"):
@@ -104,14 +155,47 @@ class PPSSL(SSRModel):
         value = 0.0 if self.lambda_value is None else self.lambda_value
         self.lambda_variable = self._state("lambda", value)
         self.lambda_accumulator = self._state("lambda_accumulator", 0.0)
+        self.lambda_optimizer = ProjectedAdaGrad(
+            self.lambda_accumulator, self.lambda_diameter
+        )
+
+    def variable_groups(self):
+        """The regressor, and in `"adaptive"` mode lambda (`ProjectedAdaGrad`)."""
+        groups = super().variable_groups()
+        if self.lambda_mode == "adaptive":
+            groups["lambda"] = VariableGroup(
+                [self.lambda_variable], self.lambda_optimizer
+            )
+        return groups
+
+    def prepare(self, context):
+        """`"closed_form"` mode: calibrates lambda on the run's labeled rows and
+        teacher labels (`calibrate_lambda` at `closed_form_at`)."""
+        if self.lambda_mode != "closed_form":
+            return
+        teacher_labeled, teacher_unlabeled = context.teacher_labels
+        self.calibrate_lambda(
+            context.labeled,
+            teacher_labeled,
+            context.unlabeled_x,
+            teacher_unlabeled,
+            at=self.closed_form_at,
+        )
+
+    def callbacks(self, context):
+        """`"adaptive"` mode: lambda at every step in TensorBoard (Table S8)."""
+        if self.lambda_mode != "adaptive":
+            return []
+        return [LambdaTrajectory(os.path.join(context.log_dir, "lambda"))]
 
     def _state(self, name, value):
         # ONLY_FIRST_REPLICA: an assign in replica context keeps replica 0's
         # value on every replica (all replicas compute the same one anyway).
+        # np.float64: `Constant` casts a Python float through float32 first.
         return self.add_weight(
             name=name,
             shape=(),
-            initializer=keras.initializers.Constant(value),
+            initializer=keras.initializers.Constant(np.float64(value)),
             trainable=False,
             aggregation="only_first_replica",
         )
@@ -150,12 +234,11 @@ class PPSSL(SSRModel):
         """g(lambda_t) (eq. 6); in `"adaptive"` mode also d_t for lambda.
 
         Adaptive mode takes one forward and two backward passes (g_l and
-        ghat_u - ghat_l); it returns `grads + [d_t]` and
-        `variables + [lambda_variable]`, which `apply_gradients` splits.
+        ghat_u - ghat_l); d_t is the `"lambda"` group's gradient.
         """
         if self.lambda_mode != "adaptive":
             return super().compute_gradients(batch)  # one backward
-        variables = self.trainable_weights_to_update()
+        variables = self.regressor.trainable_weights
         with tf.GradientTape(persistent=True) as tape:
             terms = self.compute_losses(batch)
             scale = 1.0 / num_replicas()
@@ -167,45 +250,29 @@ class PPSSL(SSRModel):
         lam = terms["lambda"]
         grads = [g + lam * dg for g, dg in zip(g_l, delta, strict=True)]  # eq. 6
         terms["lambda_gradient"] = lambda_gradient(g_l, delta, lam)
-        return (
-            grads + [terms["lambda_gradient"]],
-            variables + [self.lambda_variable],
-            terms,
-        )
+        return {"regressor": grads, "lambda": [terms["lambda_gradient"]]}, terms
 
-    def apply_gradients(self, grads, variables, terms=None):
-        if self.lambda_mode != "adaptive":
-            return super().apply_gradients(grads, variables, terms)
-        self.optimizer.apply(grads[:-1], variables[:-1])
-        self.update_lambda(grads[-1])
-
-    def update_lambda(self, d):
-        """One AdaGrad step of lambda and its accumulator (eq. 12)."""
-        lam, accumulator = adagrad_lambda_step(
-            self.lambda_variable.value,
-            self.lambda_accumulator.value,
-            keras.ops.cast(d, self.lambda_variable.dtype),
-            self.lambda_diameter,
-        )
-        self.lambda_accumulator.assign(accumulator)
-        self.lambda_variable.assign(lam)
-
-    def calibrate_lambda(self, labeled, teacher_labeled, x_u, teacher_u, at="ppi"):
+    def calibrate_lambda(
+        self, labeled, teacher_labeled, x_u, teacher_u, at=DEFAULT_CLOSED_FORM_POINT
+    ):
         """Sets lambda to the PPI++ closed form (`"closed_form"` mode).
 
         Treats the regressor as linear in its head: per-example squared-loss
         gradients of the head over the backbone features `[h(x), 1]` (exact
         for a linear student, i.e. an identity backbone), evaluated at the
-        head parameters `at`: `"ppi"` (the minimiser of the lambda = 1 PPI
-        loss over the features, as ppi_py does), `"supervised"` (labeled
-        least squares) or `"current"` (the head's present weights).
+        head parameters `at`: `"ppi_py"` (ppi_py's own point estimate, which
+        reproduces its lhat), `"ppi_minimizer"` (the exact minimiser of the
+        lambda = 1 PPI loss), `"supervised"` (labeled least squares) or
+        `"current"` (the head's present weights); see
+        `keras_ssr.methods.ppi_closed_form`.
 
         Args:
             labeled: `(x_l, y_l)`, raw features and standardised targets.
             teacher_labeled: teacher predictions on `x_l` (standardised).
             x_u: raw unlabeled features.
             teacher_u: teacher predictions on `x_u` (standardised).
-            at: where the gradients and Hessian are evaluated.
+            at: a name of `ppi_closed_form.CLOSED_FORM_POINTS`, or head
+                parameters `(p + 1,)` (kernel then bias).
 
         Returns:
             The clipped lambda, also stored in `lambda_value` and
@@ -245,6 +312,7 @@ class PPSSL(SSRModel):
             lambda_mode=self.lambda_mode,
             lambda_value=self.lambda_value,
             lambda_diameter=self.lambda_diameter,
+            closed_form_at=self.closed_form_at,
         )
         return config
 
@@ -282,6 +350,43 @@ class LastValue(keras.metrics.Metric):
 
     def reset_state(self):
         self.value.assign(0.0)
+
+
+class ProjectedAdaGrad:
+    """PP-SSL's optimizer of lambda: projected 1-D AdaGrad (eq. 12).
+
+    An optimizer-like object (`apply(grads, variables)`) for the `"lambda"`
+    variable group: the gradient is d_t (`lambda_gradient`), the step
+    `adagrad_lambda_step`. Its state, the sum of squared slopes, is a variable
+    of the model (`accumulator`), so it is checkpointed with it.
+
+    Args:
+        accumulator: the scalar variable holding sum_s d_s^2.
+        diameter: D, the diameter of [0, 1] used by the step (paper: 1).
+
+    Example:
+
+    >>> acc, lam = keras.Variable(0.0), keras.Variable(1.0)
+    >>> ProjectedAdaGrad(acc, 1.0).apply([2.0], [lam])
+    >>> round(float(lam.numpy()), 4)
+    0.2929
+    """
+
+    def __init__(self, accumulator, diameter=1.0):
+        self.accumulator = accumulator
+        self.diameter = float(diameter)
+
+    def apply(self, grads, variables):
+        """One step of each (here: the one) lambda variable."""
+        for d, lam in zip(grads, variables, strict=True):
+            value, accumulator = adagrad_lambda_step(
+                lam.value,
+                self.accumulator.value,
+                keras.ops.cast(d, lam.dtype),
+                self.diameter,
+            )
+            self.accumulator.assign(accumulator)
+            lam.assign(value)
 
 
 def lambda_gradient(g_l, delta, lam):
@@ -327,108 +432,6 @@ def adagrad_lambda_step(lam, accumulator, d, diameter=1.0):
         keras.ops.sqrt(2.0 * accumulator),
     )
     return keras.ops.clip(lam - rate * d, 0.0, 1.0), accumulator
-
-
-def closed_form_lambda(grads, grads_hat, grads_hat_unlabeled, inv_hessian, clip=True):
-    """The PPI++ power-tuning lambda from per-example gradients.
-
-    lambda = tr(V C V) / (2 (1 + n/N) tr(V S V)), with
-    C = (1/n)(Gc^T Ghc + Ghc^T Gc) from the centred per-example gradients with
-    true labels (G) and teacher labels (Gh) on the n labeled rows, S the
-    covariance (ddof 1) of the teacher-label gradients over the labeled and the
-    N unlabeled rows, and V the inverse Hessian; as ppi_py's `_calc_lam_glm`
-    (`optim_mode="overall"`). All gradients must be taken at the same
-    parameters; which ones is the caller's choice.
-
-    Args:
-        grads: `(n, p)` per-example gradients with the true labels.
-        grads_hat: `(n, p)` per-example gradients with teacher labels.
-        grads_hat_unlabeled: `(N, p)` teacher-label gradients, unlabeled rows.
-        inv_hessian: `(p, p)` inverse Hessian of the loss.
-        clip: clip lambda to [0, 1].
-
-    Returns:
-        lambda as a float (0 when the teacher gradients do not vary).
-
-    Example:
-
-    >>> g = np.array([[1.0], [-1.0]])
-    >>> closed_form_lambda(g, g, np.array([[1.0], [-1.0]]), np.eye(1))
-    0.375
-    """
-    grads, grads_hat, grads_hat_u = (
-        np.asarray(a, dtype="float64").reshape(len(a), -1)
-        for a in (grads, grads_hat, grads_hat_unlabeled)
-    )
-    n, big_n = len(grads), len(grads_hat_u)
-    centred, centred_hat = grads - grads.mean(0), grads_hat - grads_hat.mean(0)
-    cov = (centred.T @ centred_hat + centred_hat.T @ centred) / n
-    var_hat = np.atleast_2d(np.cov(np.concatenate([grads_hat, grads_hat_u]).T))
-    v = np.asarray(inv_hessian, dtype="float64")
-    denominator = 2.0 * (1.0 + n / big_n) * np.trace(v @ var_hat @ v)
-    lam = float(np.trace(v @ cov @ v) / denominator) if denominator > 0 else 0.0
-    return float(np.clip(lam, 0.0, 1.0)) if clip else lam
-
-
-def linear_closed_form_lambda(x_l, y_l, yhat_l, x_u, yhat_u, at="ppi", clip=True):
-    """`closed_form_lambda` for a linear model `[x, 1] @ params`, squared loss.
-
-    Per-example gradients 2 (a^T params - y) a with a = [x, 1], Hessian
-    2 mean(a a^T) over labeled and unlabeled rows (as ppi_py's OLS).
-
-    Args:
-        x_l, y_l, yhat_l: labeled features, labels, teacher predictions.
-        x_u, yhat_u: unlabeled features and teacher predictions.
-        at: parameters `(d + 1,)` (weights then intercept), or `"ppi"` (the
-            minimiser of the lambda = 1 PPI loss, ppi_py's default point) or
-            `"supervised"` (labeled least squares).
-        clip: clip lambda to [0, 1].
-
-    Example:
-
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(200, 2))
-    >>> y = x.sum(1) + rng.normal(size=200)
-    >>> lam = linear_closed_form_lambda(x[:50], y[:50], y[:50], x[50:], y[50:])
-    >>> 0.0 <= lam <= 1.0
-    True
-    """
-    a_l, a_u = _with_intercept(x_l), _with_intercept(x_u)
-    y_l, yhat_l, yhat_u = (
-        np.asarray(v, "float64").reshape(-1) for v in (y_l, yhat_l, yhat_u)
-    )
-    params = linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, at)
-    hessian = 2.0 * (a_l.T @ a_l + a_u.T @ a_u) / (len(a_l) + len(a_u))
-    return closed_form_lambda(
-        _linear_grads(a_l, y_l, params),
-        _linear_grads(a_l, yhat_l, params),
-        _linear_grads(a_u, yhat_u, params),
-        np.linalg.pinv(hessian),
-        clip=clip,
-    )
-
-
-def linear_solution(a_l, y_l, yhat_l, a_u, yhat_u, at="ppi"):
-    """Linear parameters at which the closed form is evaluated (see `at`)."""
-    if not isinstance(at, str):
-        return np.asarray(at, dtype="float64").reshape(-1)
-    if at == "supervised":
-        return np.linalg.lstsq(a_l, y_l, rcond=None)[0]
-    if at != "ppi":
-        raise ValueError(f"at must be parameters or one of {CLOSED_FORM_POINTS}.")
-    # Zero of the PPI gradient: mean_u a (a^T p - yhat) + mean_l a (yhat - y).
-    lhs = a_u.T @ a_u / len(a_u)
-    rhs = a_u.T @ yhat_u / len(a_u) + a_l.T @ (y_l - yhat_l) / len(a_l)
-    return np.linalg.pinv(lhs) @ rhs
-
-
-def _linear_grads(a, y, params):
-    return 2.0 * a * (a @ params - y)[:, None]
-
-
-def _with_intercept(x):
-    x = np.asarray(x, dtype="float64").reshape(len(x), -1)
-    return np.concatenate([x, np.ones((len(x), 1))], axis=1)
 
 
 def _zeros_for_none(grads, variables):

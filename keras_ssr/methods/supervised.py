@@ -24,6 +24,9 @@ class Supervised(SSRModel):
     >>> model.compile(optimizer="adam")
     """
 
+    uses_unlabeled = False
+    config_sections = ()
+
     def compute_losses(self, batch):
         terms = self.labeled_terms(batch)
         terms["loss"] = terms["labeled_loss"]

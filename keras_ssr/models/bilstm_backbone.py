@@ -1,13 +1,11 @@
 """`BiLSTMBackbone`: raw texts or sentence pairs -> features, GloVe + BiLSTM."""
 
-import collections
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_ssr.data.glove import load_glove
-from keras_ssr.data.text_views import standardize_text
+from keras_ssr.data.text import build_vocabulary, standardize_text
 
 PADDING, OOV = "", "[UNK]"
 
@@ -208,19 +206,6 @@ class BiLSTMBackbone(keras.layers.Layer):
             dropout=self.dropout,
         )
         return config
-
-
-def build_vocabulary(texts, max_tokens=20000, min_count=1):
-    """The `max_tokens` most frequent standardised tokens of `texts`.
-
-    Ties are broken alphabetically, so the vocabulary is deterministic.
-    """
-    flat = tf.constant(np.asarray(texts, dtype=object).reshape(-1).astype(str))
-    tokens = tf.strings.split(standardize_text(flat)).flat_values.numpy()
-    counts = collections.Counter(token.decode("utf-8") for token in tokens)
-    counts.pop(OOV.lower(), None)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [word for word, count in ranked if count >= min_count][:max_tokens]
 
 
 def _with_missing_rows(vectors, found, seed):

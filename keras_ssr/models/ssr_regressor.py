@@ -82,6 +82,10 @@ class SSRRegressor(keras.Model):
         """Predictions in standardised target units."""
         return self.head(self.features(x, training=training))
 
+    def head_params(self):
+        """`[kernel, bias]` of the Dense(1) head (what HPL and L2I unroll)."""
+        return [self.head.kernel, self.head.bias]
+
     def destandardize(self, y_std):
         return y_std * self.target_std + self.target_mean
 

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ssr.export import ENCODED_SIGNATURE
+
 
 class Teacher:
     """A fixed teacher fhat: raw features in, predictions in target units out.
@@ -83,7 +85,8 @@ class Teacher:
 
         A SavedModel is called through its `serving_default` signature, which
         takes `features` and returns `predictions` (the layout of
-        `keras_ssr.export.export_regressor`).
+        `keras_ssr.export.export_regressor`), or, for a table model with
+        named columns, through its signature on the encoded features.
         """
         if str(path).endswith(".keras"):
             # safe_mode: refuse Python code (Lambda layers) in untrusted files.
@@ -91,7 +94,9 @@ class Teacher:
             return cls.from_keras(model, batch_size)
         if not os.path.isdir(path):
             raise ValueError(f"No SavedModel directory or .keras file at {path!r}.")
-        serve = tf.saved_model.load(path).signatures["serving_default"]
+        signatures = tf.saved_model.load(path).signatures
+        # A table model with named columns also serves the encoded features.
+        serve = signatures.get(ENCODED_SIGNATURE, signatures["serving_default"])
         return cls(
             lambda x: serve(features=tf.constant(x, tf.float32))["predictions"],
             batch_size,

@@ -2,7 +2,7 @@
 
 import keras
 
-_INPUT_FORMS = ("reference", "paper")
+INPUT_FORMS = ("reference", "paper")
 
 
 @keras.saving.register_keras_serializable(package="keras_ssr")
@@ -61,9 +61,9 @@ class UncertaintyLearner(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if input_form not in _INPUT_FORMS:
+        if input_form not in INPUT_FORMS:
             raise ValueError(
-                f"input_form must be one of {_INPUT_FORMS}, got {input_form!r}."
+                f"input_form must be one of {INPUT_FORMS}, got {input_form!r}."
             )
         if log_variance_range is not None:
             low, high = (float(v) for v in log_variance_range)

@@ -1,17 +1,18 @@
 """PP-SSL paper experiments: sweeps of teacher quality x methods x seeds.
 
-`python -m trainers.run --experiment ppssl_synthetic` (Appendix D.1, Fig. 1,
-Table S9: bias of group B in `--sweep`, with and without the group-indicator
-feature) and `--experiment ppssl_california` (Appendix E, Fig. 3, Table S2:
+`python -m experiments.ppssl synthetic` (Appendix D.1, Fig. 1, Table S9: bias
+of group B in `--sweep`, with and without the group-indicator feature) and
+`python -m experiments.ppssl california` (Appendix E, Fig. 3, Table S2:
 teacher pretrained on 51 group-A and n_B group-B rows). Both students are
 linear, as in the paper, so every run of a setting (methods x fixed lambdas x
 seeds) trains at once as one batch of linear models
-(`trainers.ppssl_linear_runs.train_linear_runs`, the same update as
+(`experiments.ppssl.linear_runs.train_linear_runs`, the same update as
 `PPSSL.train_step`, checked step by step in the tests); the plots are in
-`trainers.ppssl_plots`.
+`experiments.ppssl.plots`.
 
 Outputs in the run directory: `results.json` (config, per-run records with
-per-group test MSE and the final/best lambda, aggregates, the lambda
+per-group test MSE, the lambda at the tested epoch and its mean over all
+training steps, the closed-form lambdas per seed, aggregates, the lambda
 trajectory per epoch), `results.csv`, `predictions.npz` (test predictions of
 every run, for independent checks), `mse_<experiment>.png` (MSE against bias
 or n_B per group and method) and `lambda_<experiment>.png` (PP-SSL's lambda
@@ -27,9 +28,7 @@ import time
 import numpy as np
 
 from datasets import california_housing, synthetic_two_group
-from keras_ssr.data.target_scaler import TargetScaler
-from keras_ssr.models.teacher import Teacher
-from trainers.ppssl_linear_runs import (  # noqa: F401 (public API of the experiments)
+from experiments.ppssl.linear_runs import (  # noqa: F401 (public API)
     GROUPS,
     Problem,
     Protocol,
@@ -37,9 +36,15 @@ from trainers.ppssl_linear_runs import (  # noqa: F401 (public API of the experi
     stacked,
     train_linear_runs,
 )
-from trainers.ppssl_plots import plot_lambda, plot_mse  # noqa: F401
+from experiments.ppssl.plots import plot_lambda, plot_mse
+from keras_ssr.data.target_scaler import TargetScaler
+from keras_ssr.methods.ppi_closed_form import (
+    CLOSED_FORM_POINTS,
+    DEFAULT_CLOSED_FORM_POINT,
+)
+from keras_ssr.models.teacher import Teacher
 
-EXPERIMENTS = ("ppssl_synthetic", "ppssl_california")
+EXPERIMENTS = ("synthetic", "california")
 METHODS = ("only_labeled", "ssl", "ppi_fixed", "ppi_closed_form", "ppssl")
 FIXED_LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
 SYNTHETIC_BIASES = (0.1, 0.5, 1.0, 2.0, 3.0, 5.0)
@@ -153,21 +158,44 @@ def standardizer(x_train, clip=None):
     return lambda x: np.clip((np.asarray(x, "float64") - mean) / std, -bound, bound)
 
 
-def method_specs(methods, protocol, fixed_lambdas=()):
-    """The `RunSpec`s of `methods` plus `fixed_lambda_<l>` for the oracle sweep."""
-    table = {
-        "only_labeled": RunSpec("only_labeled", "fixed", 0.0),
-        "ssl": RunSpec("ssl", "ssl", protocol.ssl_weight),
-        "ppi_fixed": RunSpec("ppi_fixed", "fixed", protocol.ppi_lambda),
-        "ppi_closed_form": RunSpec("ppi_closed_form", "closed_form"),
-        "ppssl": RunSpec("ppssl", "adaptive", 1.0),
-    }
-    unknown = [m for m in methods if m not in table]
+def method_specs(
+    methods, protocol, fixed_lambdas=(), closed_form_at=(DEFAULT_CLOSED_FORM_POINT,)
+):
+    """The `RunSpec`s of `methods` plus `fixed_lambda_<l>` for the oracle sweep.
+
+    `ppi_closed_form` is evaluated at the first point of `closed_form_at`;
+    every further point adds a run `ppi_closed_form_at_<point>` after it.
+    """
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(table)}")
-    specs = [table[m] for m in methods]
+        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+    bad = [p for p in closed_form_at if p not in CLOSED_FORM_POINTS]
+    if bad or not closed_form_at:
+        raise ValueError(
+            f"closed_form_at={tuple(closed_form_at)}: use one or more of "
+            f"{', '.join(CLOSED_FORM_POINTS)}."
+        )
+    specs = []
+    for method in methods:
+        specs += _specs_of(method, protocol, closed_form_at)
     specs += [RunSpec(f"fixed_lambda_{lam:.1f}", "fixed", lam) for lam in fixed_lambdas]
     return specs
+
+
+def _specs_of(method, protocol, closed_form_at):
+    if method == "ppi_closed_form":
+        first, *others = closed_form_at
+        return [RunSpec(method, "closed_form", at=first)] + [
+            RunSpec(f"{method}_at_{at}", "closed_form", at=at) for at in others
+        ]
+    return [
+        {
+            "only_labeled": RunSpec("only_labeled", "fixed", 0.0),
+            "ssl": RunSpec("ssl", "ssl", protocol.ssl_weight),
+            "ppi_fixed": RunSpec("ppi_fixed", "fixed", protocol.ppi_lambda),
+            "ppssl": RunSpec("ppssl", "adaptive", 1.0),
+        }[method]
+    ]
 
 
 def predict(problem, theta):
@@ -197,7 +225,7 @@ class Setting:
 
 def settings(experiment, values=None):
     """The sweep of `experiment`: biases x indicator variants, or n_B values."""
-    if experiment == "ppssl_synthetic":
+    if experiment == "synthetic":
         values = values or SYNTHETIC_BIASES
         return [
             Setting(
@@ -209,7 +237,7 @@ def settings(experiment, values=None):
             for variant, flag in (("indicator", True), ("no_indicator", False))
             for v in values
         ]
-    if experiment == "ppssl_california":
+    if experiment == "california":
         data = california_housing.load(two_groups=True)
         values = values or CALIFORNIA_NUM_B
         return [
@@ -226,20 +254,24 @@ def settings(experiment, values=None):
 
 def default_protocol(experiment):
     """The paper's protocol of `experiment` (`Protocol`)."""
-    return (
-        SYNTHETIC_PROTOCOL if experiment == "ppssl_synthetic" else CALIFORNIA_PROTOCOL
-    )
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; valid: {EXPERIMENTS}")
+    return SYNTHETIC_PROTOCOL if experiment == "synthetic" else CALIFORNIA_PROTOCOL
 
 
 def run_setting(setting, seeds, specs, protocol):
     """Trains every spec on every seed of one setting.
 
-    Returns `(records, arrays)`: one record per (method, seed) with the test
-    MSE per group, lambda and best epoch (plus a `teacher` record per seed),
-    and the arrays saved to `predictions.npz` and used for the lambda curve.
+    Returns `(records, arrays, runs)`: one record per (method, seed) with the
+    test MSE per group, the lambda at the tested epoch (`final_lambda`), its
+    mean over every step the run trained (`mean_lambda`) and the best epoch,
+    plus a `teacher` record per seed that also holds the seed's closed-form
+    lambda at every point (`closed_form_lambda_<point>`); the arrays saved to
+    `predictions.npz`; and the `LinearRuns`.
     """
     problems = [setting.make(seed) for seed in seeds]
     runs = train_linear_runs(problems, specs, protocol, seed=seeds[0])
+    mean_lambda = runs.mean_lambda
     predictions = np.stack([predict(p, runs.theta[i]) for i, p in enumerate(problems)])
     targets = stacked(problems, "y_test")
     groups = stacked(problems, "groups_test")
@@ -248,7 +280,11 @@ def run_setting(setting, seeds, specs, protocol):
         base = {"setting": setting.label, "variant": setting.variant}
         base.update(value=setting.value, seed=int(seed))
         teacher = group_mse(problem.teacher_test, targets[i], groups[i])
-        records.append(dict(base, method="teacher", **_mse_fields(teacher)))
+        closed = {
+            f"closed_form_lambda_{at}": float(v[i])
+            for at, v in runs.closed_form.items()
+        }
+        records.append(dict(base, method="teacher", **_mse_fields(teacher), **closed))
         errors = group_mse(predictions[i], targets[i], groups[i])
         for k, spec in enumerate(specs):
             records.append(
@@ -257,8 +293,8 @@ def run_setting(setting, seeds, specs, protocol):
                     method=spec.name,
                     **_mse_fields({g: errors[g][k] for g in GROUPS}),
                     final_lambda=float(runs.final_lambda[i, k]),
+                    mean_lambda=float(mean_lambda[i, k]),
                     best_epoch=int(runs.best_epoch[i, k]),
-                    closed_form_lambda=float(runs.closed_form[i]),
                 )
             )
     arrays = {
@@ -293,7 +329,9 @@ def aggregate(records, fixed_lambdas=()):
         rows = [r for r in records if r["setting"] == setting and r["method"] == method]
         agg = {k: rows[0][k] for k in ("setting", "variant", "value", "method")}
         agg["num_seeds"] = len(rows)
-        for field in [f"mse_{g}" for g in GROUPS] + ["final_lambda"]:
+        for field in _AGGREGATED + [
+            f"closed_form_lambda_{p}" for p in CLOSED_FORM_POINTS
+        ]:
             if field in rows[0]:
                 values = np.array([r[field] for r in rows])
                 agg[f"{field}_mean"] = float(values.mean())
@@ -305,6 +343,9 @@ def aggregate(records, fixed_lambdas=()):
     if fixed_lambdas:
         out += best_fixed_rows(out)
     return out
+
+
+_AGGREGATED = [f"mse_{g}" for g in GROUPS] + ["final_lambda", "mean_lambda"]
 
 
 def best_fixed_rows(aggregates):
@@ -329,39 +370,46 @@ def best_fixed_rows(aggregates):
 
 
 def format_tables(aggregates, experiment):
-    """Table S9-style text: per setting, methods x total / A / B test MSE."""
+    """Table S9-style text: per setting, methods x total / A / B test MSE,
+    the lambda at the tested epoch and its mean over the training steps, and
+    the seed-mean closed-form lambda at every point."""
     lines = []
     shown = [a for a in aggregates if not a["method"].startswith("fixed_lambda_")]
     for setting in dict.fromkeys(a["setting"] for a in shown):
         rows = [a for a in shown if a["setting"] == setting]
         seeds = rows[0]["num_seeds"]
         lines.append(f"\n{experiment}, {setting}: test MSE mean +- s.e., {seeds} seeds")
-        header = ["method", "total", "A", "B", "lambda"]
+        header = ["method", "total", "A", "B", "lambda (tested)", "lambda (mean)"]
         body = [
             [a["method"]]
             + [_mean_sem(a, f"mse_{g}") for g in GROUPS]
-            + [_lambda_text(a)]
+            + [_mean_text(a, "final_lambda"), _mean_text(a, "mean_lambda")]
             for a in rows
         ]
         widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-        lines.append(
-            " | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))
-        )
-        lines.append("-+-".join("-" * w for w in widths))
-        lines += [
-            " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body
+        lines += [_row(header, widths), "-+-".join("-" * w for w in widths)]
+        lines += [_row(r, widths) for r in body]
+        teacher = next((a for a in rows if a["method"] == "teacher"), {})
+        closed = [
+            f"{p} {teacher[f'closed_form_lambda_{p}_mean']:.2f}"
+            for p in CLOSED_FORM_POINTS
+            if f"closed_form_lambda_{p}_mean" in teacher
         ]
+        if closed:
+            lines.append("closed-form lambda (seed mean) at " + ", ".join(closed))
     return "\n".join(lines)
+
+
+def _row(cells, widths):
+    return " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
 
 
 def _mean_sem(agg, key):
     return f"{agg[key + '_mean']:.3f} +- {agg[key + '_sem']:.3f}"
 
 
-def _lambda_text(agg):
-    if "final_lambda_mean" not in agg:
-        return ""
-    return f"{agg['final_lambda_mean']:.2f}"
+def _mean_text(agg, key):
+    return f"{agg[key + '_mean']:.2f}" if key + "_mean" in agg else ""
 
 
 def run_experiment(
@@ -373,11 +421,12 @@ def run_experiment(
     protocol=None,
     run_dir="runs/ppssl",
     verbose=1,
+    closed_form_at=(DEFAULT_CLOSED_FORM_POINT,),
 ):
     """Runs a sweep, prints the tables, writes results, predictions and plots.
 
     Args:
-        experiment: `"ppssl_synthetic"` or `"ppssl_california"`.
+        experiment: `"synthetic"` or `"california"`.
         seeds: seeds (each one a new data draw / split / teacher pool).
         methods: subset of `METHODS`.
         best_fixed_lambda: also train fixed lambda in {0, 0.1, ..., 1} and
@@ -386,12 +435,15 @@ def run_experiment(
         protocol: a `Protocol` (default `default_protocol(experiment)`).
         run_dir: output directory (created).
         verbose: 0 silent, 1 progress and tables.
+        closed_form_at: points of `CLOSED_FORM_POINTS` for `ppi_closed_form`
+            (the first) and `ppi_closed_form_at_<point>` (the others).
 
     Returns:
         A dict with `records`, `aggregates`, `trajectories` and file `paths`.
     """
     protocol = protocol or default_protocol(experiment)
-    specs = method_specs(methods, protocol, FIXED_LAMBDAS if best_fixed_lambda else ())
+    fixed = FIXED_LAMBDAS if best_fixed_lambda else ()
+    specs = method_specs(methods, protocol, fixed, closed_form_at)
     os.makedirs(run_dir, exist_ok=True)
     records, arrays, trajectories = [], {}, {}
     for setting in settings(experiment, values):
@@ -407,13 +459,14 @@ def run_experiment(
                 f"{runs.epochs_run} epochs, {time.time() - start:.1f} s",
                 flush=True,
             )
-    aggregates = aggregate(records, FIXED_LAMBDAS if best_fixed_lambda else ())
+    aggregates = aggregate(records, fixed)
     if verbose:
         print(format_tables(aggregates, experiment))
     config = {
         "experiment": experiment,
         "seeds": [int(s) for s in seeds],
         "methods": [s.name for s in specs],
+        "closed_form_at": list(closed_form_at),
         "protocol": dataclasses.asdict(protocol),
     }
     paths = _write(
@@ -430,7 +483,8 @@ def run_experiment(
 
 
 def _trajectory(runs, specs, variant):
-    """PP-SSL's lambda per step, mean over seeds (at most 500 points).
+    """PP-SSL's lambda per step, mean over seeds (at most 500 points), and the
+    seed-mean closed-form lambda at every point.
 
     A seed that stopped early keeps its lambda at the stop (forward fill),
     so the mean stays over all seeds.
@@ -444,7 +498,7 @@ def _trajectory(runs, specs, variant):
         "variant": variant,
         "step": list(range(0, len(mean), stride)),
         "mean_lambda": [float(v) for v in mean[::stride]],
-        "closed_form_mean": float(runs.closed_form.mean()),
+        "closed_form_mean": {at: float(v.mean()) for at, v in runs.closed_form.items()},
         "steps_per_epoch": runs.steps_per_epoch,
     }
 
@@ -478,7 +532,9 @@ def _write(run_dir, experiment, config, records, aggregates, arrays, trajectorie
     _write_csv(paths["csv"], records, aggregates)
     np.savez_compressed(paths["predictions"], **arrays)
     plot_mse(aggregates, experiment, paths["mse_plot"])
-    plot_lambda(trajectories, experiment, paths["lambda_plot"])
+    plot_lambda(
+        trajectories, experiment, paths["lambda_plot"], config["closed_form_at"]
+    )
     return paths
 
 
@@ -492,34 +548,3 @@ def _write_csv(path, records, aggregates):
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def run_from_config(config):
-    """`python -m trainers.run --experiment ...`: the sweep of a `RunConfig`.
-
-    Uses `config.experiment`, `seeds`, `methods` (the trainer's default
-    method list means `METHODS`), `best_fixed_lambda`, `sweep`,
-    `experiment_epochs`, `ppi_lambda`, `lambda_diameter`, `output_dir`,
-    `run_name` and `verbose`; everything else is the paper's protocol.
-    """
-    from trainers.config import RunConfig
-
-    methods = METHODS if config.methods == RunConfig.methods else config.methods
-    paper = default_protocol(config.experiment)
-    protocol = dataclasses.replace(
-        paper,
-        epochs=config.experiment_epochs or paper.epochs,
-        lambda_diameter=config.lambda_diameter,
-        ppi_lambda=1.0 if config.ppi_lambda is None else config.ppi_lambda,
-    )
-    name = config.run_name or f"{config.experiment}_{time.strftime('%Y%m%d-%H%M%S')}"
-    return run_experiment(
-        config.experiment,
-        config.seeds,
-        methods=methods,
-        best_fixed_lambda=config.best_fixed_lambda,
-        values=config.sweep,
-        protocol=protocol,
-        run_dir=os.path.join(config.output_dir, name),
-        verbose=config.verbose,
-    )

@@ -16,7 +16,12 @@ import math
 import numpy as np
 
 from keras_ssr.data.target_scaler import TargetScaler
-from keras_ssr.methods.ppssl import adagrad_lambda_step, linear_closed_form_lambda
+from keras_ssr.methods.ppi_closed_form import (
+    CLOSED_FORM_POINTS,
+    DEFAULT_CLOSED_FORM_POINT,
+    linear_closed_form_lambda,
+)
+from keras_ssr.methods.ppssl import adagrad_lambda_step
 
 GROUPS = ("total", "A", "B")  # test MSE is reported per group and in total
 ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Keras' defaults
@@ -83,10 +88,14 @@ class Problem:
     scaler: TargetScaler
     teacher_test: np.ndarray
 
-    def closed_form_lambda(self):
-        """PPI++ closed form at the lambda = 1 PPI solution (as `ppi_py`)."""
+    def closed_form_lambda(self, at=DEFAULT_CLOSED_FORM_POINT, theta0=None):
+        """PPI++ closed-form lambda at the point `at` (a name of
+        `keras_ssr.methods.ppi_closed_form.CLOSED_FORM_POINTS`; `"current"`
+        is the students' initial parameters `theta0`, default zeros)."""
+        if at == "current":
+            at = np.zeros(self.a_l.shape[1]) if theta0 is None else theta0
         return linear_closed_form_lambda(
-            self.a_l[:, :-1], self.y_l, self.t_l, self.a_u[:, :-1], self.t_u, at="ppi"
+            self.a_l[:, :-1], self.y_l, self.t_l, self.a_u[:, :-1], self.t_u, at=at
         )
 
 
@@ -96,24 +105,35 @@ class RunSpec:
 
     kinds: `"fixed"` (constant lambda, PPI++ gradient; 0 is only-labeled),
     `"ssl"` (L_l + value * Lhat_u), `"closed_form"` (lambda per seed from
-    `Problem.closed_form_lambda`), `"adaptive"` (PP-SSL from `value`).
+    `Problem.closed_form_lambda` at the point `at`), `"adaptive"` (PP-SSL
+    from `value`).
     """
 
     name: str
     kind: str
     value: float = 1.0
+    at: str = DEFAULT_CLOSED_FORM_POINT
 
 
-def _coefficients(specs, problems):
+def closed_form_lambdas(problems, theta0=None):
+    """`{point: (seeds,)}`: the closed-form lambda of every problem at every
+    point of `CLOSED_FORM_POINTS`."""
+    return {
+        at: np.array([p.closed_form_lambda(at, theta0) for p in problems])
+        for at in CLOSED_FORM_POINTS
+    }
+
+
+def _coefficients(specs, closed):
     """`(a, b)`, each `(seeds, runs)`: g = g_l + a * ghat_u - b * ghat_l."""
-    closed = np.array([p.closed_form_lambda() for p in problems])
-    a = np.zeros((len(problems), len(specs)))
+    num_seeds = len(next(iter(closed.values())))
+    a = np.zeros((num_seeds, len(specs)))
     b = np.zeros_like(a)
     for k, spec in enumerate(specs):
-        value = closed if spec.kind == "closed_form" else spec.value
+        value = closed[spec.at] if spec.kind == "closed_form" else spec.value
         a[:, k] = value
         b[:, k] = 0.0 if spec.kind == "ssl" else value
-    return a, b, closed
+    return a, b
 
 
 def stacked(problems, name):
@@ -190,16 +210,22 @@ class LinearRuns:
     `theta`: tested parameters (best validation epoch, or last without early
     stopping); `lambdas`: lambda used at every step `(S, K, steps)` (NaN after
     a run stopped); `final_lambda`: lambda at the tested epoch; `best_epoch`;
-    `closed_form`: the closed-form lambda per seed; `epochs_run`.
+    `closed_form`: `{point: (S,)}`, the closed-form lambda per seed at every
+    point of `CLOSED_FORM_POINTS`; `epochs_run`.
     """
 
     theta: np.ndarray
     lambdas: np.ndarray
     final_lambda: np.ndarray
     best_epoch: np.ndarray
-    closed_form: np.ndarray
+    closed_form: dict
     steps_per_epoch: int
     epochs_run: int
+
+    @property
+    def mean_lambda(self):
+        """`(S, K)`: lambda averaged over every step a run trained."""
+        return np.nanmean(self.lambdas, axis=-1)
 
 
 def train_linear_runs(problems, specs, protocol, seed=0, theta0=None, on_step=None):
@@ -228,7 +254,8 @@ def train_linear_runs(problems, specs, protocol, seed=0, theta0=None, on_step=No
     a_l, y_l, t_l = (stacked(problems, n) for n in ("a_l", "y_l", "t_l"))
     a_u, t_u = stacked(problems, "a_u"), stacked(problems, "t_u")
     num_seeds, num_runs, p = len(problems), len(specs), a_l.shape[-1]
-    coef_u, coef_l, closed = _coefficients(specs, problems)
+    closed = closed_form_lambdas(problems, theta0)
+    coef_u, coef_l = _coefficients(specs, closed)
     adaptive = np.array([s.kind == "adaptive" for s in specs])
     lam = np.where(adaptive, coef_u, 0.0)
     accumulator = np.zeros((num_seeds, num_runs))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trainers.ppssl_linear_runs import GROUPS
+from experiments.ppssl.linear_runs import GROUPS
 
 
 def _pyplot():
@@ -38,9 +38,7 @@ def plot_mse(aggregates, experiment, path):
                     x, y, yerr=e, fmt=style + "o", ms=3, capsize=2, label=method
                 )
             ax.set_title(f"{group} ({variant})")
-            ax.set_xlabel(
-                "bias of group B" if experiment == "ppssl_synthetic" else "n_B"
-            )
+            ax.set_xlabel("bias of group B" if experiment == "synthetic" else "n_B")
             ax.set_ylabel("test MSE")
             ax.set_yscale("log")
     axes[0][0].legend(fontsize=7)
@@ -49,11 +47,13 @@ def plot_mse(aggregates, experiment, path):
     plt.close(fig)
 
 
-def plot_lambda(trajectories, experiment, path):
+def plot_lambda(trajectories, experiment, path, closed_form_at=("ppi_py",)):
     """PP-SSL's lambda (seed mean) against steps: a panel per variant, a line
-    per setting, the seed-mean closed-form lambda dotted in the same colour."""
+    per setting, and in the same colour the seed-mean closed-form lambda at
+    each point of `closed_form_at` (dotted, dash-dotted, dashed)."""
     plt = _pyplot()
     variants = list(dict.fromkeys(t["variant"] for t in trajectories.values() if t))
+    styles = dict(zip(closed_form_at, (":", "-.", "--", (0, (1, 4))), strict=False))
     fig, axes = plt.subplots(
         1, max(1, len(variants)), figsize=(6 * max(1, len(variants)), 4), squeeze=False
     )
@@ -62,13 +62,20 @@ def plot_lambda(trajectories, experiment, path):
             if traj and traj["variant"] == variant:
                 steps = np.array(traj["step"]) + 1
                 line = ax.plot(steps, traj["mean_lambda"], label=label)[0]
-                ax.axhline(traj["closed_form_mean"], color=line.get_color(), ls=":")
+                for at, style in styles.items():
+                    value = traj["closed_form_mean"][at]
+                    ax.axhline(value, color=line.get_color(), ls=style, lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("training step")
         ax.set_ylabel("PP-SSL lambda (mean over seeds)")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{experiment} ({variant}); dotted: closed form")
+        legend = ", ".join(f"{_style_name(s)} {at}" for at, s in styles.items())
+        ax.set_title(f"{experiment} ({variant}); closed form: {legend}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _style_name(style):
+    return {":": "dotted", "-.": "dash-dot", "--": "dashed"}.get(style, "sparse dots")

@@ -1,0 +1,1 @@
+"""Paper experiments run with keras-ssr (one sub-package per paper)."""

@@ -1,0 +1,1 @@
+"""The PP-SSL paper's experiments: `python -m experiments.ppssl --help`."""
