@@ -6,9 +6,9 @@ unlabeled batch) and each method, models are built exactly as the trainer
 builds them (`trainers.experiment.prepare_run`, widths from `--cnn-filters`)
 on a dataset's real split; their compiled train functions run on batches drawn
 once from the real training stream (the image views, the labeled
-augmentation, the hold-out stream) and cached in memory. After a warm-up, rounds of `--steps` steps are
-timed for every variant in a fresh random order per round (noisy shared VM:
-read the medians). Reported per variant: median wall ms/step and process-CPU
+augmentation, the hold-out stream) and cached in memory. After a warm-up,
+rounds of `--steps` steps are timed for every variant in a fresh random order
+per round (noisy shared VM: read the medians). Reported per variant: median wall ms/step and process-CPU
 ms/step, and the ratio to Supervised of the same size (median of per-round
 ratios).
 
@@ -26,8 +26,8 @@ Example:
 import argparse
 import json
 import os
-import tempfile
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

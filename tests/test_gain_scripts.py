@@ -1,4 +1,4 @@
-"""benchmarks.gain_sweep / gain_summary: the backbone flags, cosine schedule, table arithmetic."""
+"""gain_sweep / gain_summary: backbone flags, cosine schedule, table arithmetic."""
 
 import json
 
