@@ -1,14 +1,14 @@
 """`python -m benchmarks.gain_cost`: cost of a training step per method on images.
 
 Cost planning for the image benchmarks of the issue "Evidence that unlabeled
-data helps": for each size (`SmallCNNBackbone` widths, labeled batch,
-unlabeled batch) and each method, models are built exactly as the trainer
-builds them (`trainers.experiment.prepare_run`, widths from `--cnn-filters`)
-on a dataset's real split; their compiled train functions run on batches drawn
-once from the real training stream (the image views, the labeled
-augmentation, the hold-out stream) and cached in memory. After a warm-up,
-rounds of `--steps` steps are timed for every variant in a fresh random order
-per round (noisy shared VM: read the medians). Reported per variant: median wall ms/step and process-CPU
+data helps": for each size (`SmallCNNBackbone` widths, labeled batch, unlabeled
+batch) and each method, models are built exactly as the trainer builds them
+(`trainers.experiment.prepare_run`, widths from `--cnn-filters`) on a dataset's
+real split; their compiled train functions run on batches drawn once from the
+real training stream (the image views, the labeled augmentation, the hold-out
+stream) and cached in memory. After a warm-up, rounds of `--steps` steps are
+timed for every variant in a fresh random order per round (noisy shared VM:
+read the medians). Reported per variant: median wall ms/step and process-CPU
 ms/step, and the ratio to Supervised of the same size (median of per-round
 ratios).
 
