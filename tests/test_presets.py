@@ -84,3 +84,25 @@ def test_results_json_records_the_preset(tmp_path):
     assert preset["values"]["data.num_labels"] == 20
     assert preset["overrides"]["training.epochs"] == 1
     assert saved["config"]["data"]["num_labels"] == 20
+
+
+def test_modality_defaults_apply_under_flags_and_presets():
+    from trainers.presets import MODALITY_DEFAULTS
+
+    image = parse_args(["--dataset", "rotated_mnist"])
+    assert image.methods["ssl"].unlabeled_weight == 1.0
+    assert image.methods["ssl"].rampup_fraction == 0.1
+    assert image.preset["modality_defaults"] == {
+        k: v.image for k, v in MODALITY_DEFAULTS.items()
+    }
+    tabular = parse_args(["--dataset", "california_housing"])
+    assert tabular.methods["ssl"].unlabeled_weight == 0.3  # the field's default
+    assert tabular.preset["modality_defaults"] == {}
+    flag = parse_args(["--dataset", "rotated_mnist", "--unlabeled-weight", "2"])
+    assert flag.methods["ssl"].unlabeled_weight == 2.0
+    assert "ssl.unlabeled_weight" not in flag.preset["modality_defaults"]
+    preset = parse_args(["--dataset", "rotated_mnist", "--preset", "hpl_reference"])
+    assert preset.methods["ssl"].unlabeled_weight == 10.0  # the preset wins
+    assert preset.methods["ssl"].rampup_fraction == 0.0
+    tfds = parse_args(["--dataset", "tfds:anything", "--target", "y"])
+    assert tfds.preset["modality_defaults"] == {}

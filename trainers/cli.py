@@ -16,7 +16,7 @@ import types
 
 from keras_ssr.methods.registry import get_method, method_names
 from trainers.config import RunConfig, all_sections
-from trainers.presets import PRESETS, preset_values
+from trainers.presets import PRESETS, modality_defaults, preset_values
 
 _DESCRIPTION = """Train, compare, report and export keras-ssr methods.
 
@@ -78,18 +78,21 @@ def parse_args(argv=None):
 
 
 def make_config(explicit, preset=None):
-    """A `RunConfig` from defaults, a preset's values and explicit flags.
+    """A `RunConfig` from defaults, the data's modality defaults, a preset's
+    values and explicit flags (later ones win).
 
     Args:
         explicit: `{"section.field": value}` of the flags the user gave.
         preset: a `PRESETS` name or `None`.
 
     Returns:
-        The `RunConfig`, with `preset` (name and the values it set) and
-        `overrides` (explicit values that replaced a preset value).
+        The `RunConfig`, with `preset`: its name, the modality defaults
+        applied, the values it set and `overrides` (explicit values that
+        replaced a preset value).
     """
     applied = preset_values(preset, explicit)
-    values = {**_shared(applied), **explicit}
+    defaults = modality_defaults(explicit)
+    values = {**defaults, **_shared(applied), **explicit}
     sections = {}
     for section in all_sections():
         prefix = section.name + "."
@@ -103,6 +106,7 @@ def make_config(explicit, preset=None):
         method_overrides=_per_method(applied, explicit),
         preset={
             "name": preset,
+            "modality_defaults": defaults,
             "values": applied,
             "overrides": {
                 k: v

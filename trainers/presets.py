@@ -110,12 +110,43 @@ PPSSL_PAPER = {
     "ssl.rampup_fraction": 0.0,
 }
 
+# The trainer's defaults where the modality changes what serves best, applied
+# before a preset and explicit flags (docs/trainer.md, "Defaults by modality";
+# evidence in BENCHMARKS.md). A modality left `None` keeps the field's default.
+MODALITY_DEFAULTS = {
+    # rotated_fashion_mnist / rotated_mnist validation: PseudoLabel with weight 1
+    # and a 10 % ramp-up beat Supervised (the tabular default 0.3 / 20 % came
+    # from California Housing).
+    "ssl.unlabeled_weight": ByModality(image=1.0),
+    "ssl.rampup_fraction": ByModality(image=0.1),
+}
+
 PRESETS = {
     "hpl_reference": HPL_REFERENCE,
     "hpl_paper": HPL_PAPER,
     "l2i_reference": L2I_REFERENCE,
     "ppssl_paper": PPSSL_PAPER,
 }
+
+
+def modality_defaults(explicit):
+    """The `MODALITY_DEFAULTS` of the run's data set that no flag overrides.
+
+    A data set whose modality is only known once loaded (`tfds:`) keeps the
+    fields' defaults.
+
+    Example:
+
+    >>> modality_defaults({"data.dataset": "rotated_mnist"})["ssl.rampup_fraction"]
+    0.1
+    >>> modality_defaults({"data.dataset": "california_housing"})
+    {}
+    """
+    modality = get_dataset(explicit.get("data.dataset", "california_housing")).modality
+    if modality is None:
+        return {}
+    values = {k: v.resolve(modality) for k, v in MODALITY_DEFAULTS.items()}
+    return {k: v for k, v in values.items() if v is not None and k not in explicit}
 
 
 def preset_values(name, explicit):
