@@ -10,7 +10,7 @@ with `jit_compile` off and on, for a small and a wide MLP backbone. With
 a full unroll instead. With `--suite baselines`: the registered baselines of the
 HPL paper (`BASELINE_SUITE`) with their default flags, timed against
 `supervised` (the suite's first variant, its ratio baseline), `pseudo_label`
-for reference; methods with per-example state get the unlabeled row indices in
+and `hpl` for reference (the paper's Table 5); methods with per-example state get the unlabeled row indices in
 the cached batches and their `prepare` hook runs, as in the trainer.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
@@ -88,10 +88,11 @@ from keras_ssr.models.ssr_regressor import SSRRegressor  # noqa: E402
 
 BASELINE = "pseudo_label"
 # `--suite baselines`: supervised (the ratio baseline), then the HPL paper's
-# baselines that are registered.
+# baselines that are registered, and HPL itself (its Table 5).
 BASELINE_SUITE = (
     "supervised",
     BASELINE,
+    "hpl",
     "pi_model",
     "temporal_ensembling",
     "simregmatch",
