@@ -9,7 +9,7 @@ checks that the page lists every value).
 
 import dataclasses
 
-from datasets.registry import get_dataset
+from datasets.registry import dataset_names, get_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,8 @@ def modality_defaults(explicit):
     """The `MODALITY_DEFAULTS` of the run's data set that no flag overrides.
 
     A data set whose modality is only known once loaded (`tfds:`) keeps the
-    fields' defaults.
+    fields' defaults, and so does an unknown name (the data section refuses it
+    with the list of valid names).
 
     Example:
 
@@ -142,7 +143,8 @@ def modality_defaults(explicit):
     >>> modality_defaults({"data.dataset": "california_housing"})
     {}
     """
-    modality = get_dataset(explicit.get("data.dataset", "california_housing")).modality
+    dataset = explicit.get("data.dataset", "california_housing")
+    modality = get_dataset(dataset).modality if dataset in dataset_names() else None
     if modality is None:
         return {}
     values = {k: v.resolve(modality) for k, v in MODALITY_DEFAULTS.items()}
