@@ -10,8 +10,9 @@ with `jit_compile` off and on, for a small and a wide MLP backbone. With
 a full unroll instead. With `--suite baselines`: the registered baselines of the
 HPL paper (`BASELINE_SUITE`) with their default flags, timed against
 `supervised` (the suite's first variant, its ratio baseline), `pseudo_label`
-and `hpl` for reference (the paper's Table 5); methods with per-example state get the unlabeled row indices in
-the cached batches and their `prepare` hook runs, as in the trainer.
+and `hpl` for reference (the paper's Table 5); methods with per-example
+state get the unlabeled row indices in the cached batches and their `prepare`
+hook runs, as in the trainer.
 
 Protocol. Every model is built and compiled as the trainer does, its Keras
 train function is traced (and XLA-compiled) by warm-up steps, then rounds of
