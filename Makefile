@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m trainers.run $(ARGS)
 
+# Two worker processes, one test file each at a time (module fixtures stay in
+# one process); tests that spawn processes pick free ports.
 test: $(STAMP) lint
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(ARGS)
