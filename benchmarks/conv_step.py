@@ -667,7 +667,7 @@ class KerasBackend:
         from keras_ssr.methods.registry import get_method
         from keras_ssr.models.resnet50_backbone import ResNet50Backbone
         from keras_ssr.models.ssr_regressor import SSRRegressor
-        from keras_ssr.optimizers.fused_adam import FusedAdam
+        from keras_ssr.optimizers.adam_l2 import AdamL2
 
         keras.utils.set_random_seed(self.args.seed)
         # "<method>_keras_bn_adam": Keras' BatchNormalization and Adam, the
@@ -700,9 +700,10 @@ class KerasBackend:
             regressor, unlabeled_weight=UNLABELED_WEIGHT, **kwargs
         )
         model.build((None, size, size, 3))
-        optimizer = {"keras": keras.optimizers.Adam, "fused": FusedAdam}[optimizer_name]
+        # "fused": the trainer's optimizer (AdamL2, a FusedAdam with no L2 here).
+        optimizer = {"keras": keras.optimizers.Adam, "fused": AdamL2}[optimizer_name]
         model.compile(optimizer=optimizer(LEARNING_RATE), jit_compile="auto")
-        model.optimizer.build(model.trainable_weights_to_update())
+        model.build_optimizers()
         model.make_train_function()
         iterator = iter(self.datasets[size])
 
