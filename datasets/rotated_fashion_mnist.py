@@ -37,8 +37,7 @@ import zlib
 import numpy as np
 
 from datasets.data_files import DataNotFoundError
-from datasets.rotated_mnist import rotate
-from keras_ssr.data.regression_data import RegressionData
+from datasets.rotated_mnist import check_max_angle, rotated_data
 
 DEFAULT_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 INSTALL_COMMAND = "apt-get install --no-install-recommends dataset-fashion-mnist"
@@ -67,7 +66,6 @@ VIEWS_CONFIG = {"flip": False, "ops": "orientation_preserving", "fill_value": 0.
 # IDX magic numbers: 0x00 0x00, type 0x08 (unsigned byte), number of dims.
 _IMAGES_MAGIC = 0x00000803
 _LABELS_MAGIC = 0x00000801
-_ROTATE_CHUNK = 10000
 
 
 def load(max_angle=45.0, seed=0, data_dir=None, validation_size=VALIDATION_SIZE):
@@ -98,22 +96,17 @@ def load(max_angle=45.0, seed=0, data_dir=None, validation_size=VALIDATION_SIZE)
     >>> data.x.shape, {k: len(v) for k, v in data.split_rows.items()}
     ((70000, 28, 28, 1), {'train': 55000, 'validation': 5000, 'test': 10000})
     """
-    if not 0.0 < max_angle <= 180.0:
-        raise ValueError(f"max_angle must be in (0, 180] degrees, got {max_angle}.")
+    check_max_angle(max_angle)
     train_images, train_classes = read_part("train", data_dir)
     test_images, test_classes = read_part("test", data_dir)
-    images = np.concatenate([train_images, test_images])
-    angles = np.random.default_rng(seed).uniform(-max_angle, max_angle, len(images))
-    return RegressionData(
-        x=_rotate_in_chunks(images, angles),
-        y=angles.astype("float32"),
-        feature_names=("pixels",),
-        name="rotated_fashion_mnist",
-        target_name="rotation angle (degrees, counter-clockwise)",
-        groups=np.concatenate([train_classes, test_classes]),
-        group_names=CLASS_NAMES,
-        modality="image",
-        split_rows=fixed_split(len(train_images), len(test_images), validation_size),
+    return rotated_data(
+        "rotated_fashion_mnist",
+        np.concatenate([train_images, test_images]),
+        np.concatenate([train_classes, test_classes]),
+        CLASS_NAMES,
+        fixed_split(len(train_images), len(test_images), validation_size),
+        max_angle,
+        seed,
     )
 
 
@@ -218,13 +211,3 @@ def _require(folder, files):
             f"{DEFAULT_DIR}), or pass data_dir= (CLI: --data-dir) to a folder "
             f"holding {', '.join(sum(FILES.values(), ()))}."
         )
-
-
-def _rotate_in_chunks(images, angles):
-    """`rotate` on slices of `_ROTATE_CHUNK` images (bounded float32 memory)."""
-    return np.concatenate(
-        [
-            rotate(images[i : i + _ROTATE_CHUNK], angles[i : i + _ROTATE_CHUNK])
-            for i in range(0, len(images), _ROTATE_CHUNK)
-        ]
-    )

@@ -67,20 +67,60 @@ def load(max_angle=45.0, seed=0, path=None):
     >>> data.x.shape, bool(abs(data.y).max() <= 30.0)
     ((5000, 28, 28, 1), True)
     """
+    check_max_angle(max_angle)
+    digits, classes = read_digits(path)
+    return rotated_data(
+        "rotated_mnist",
+        digits,
+        classes,
+        tuple(str(d) for d in range(10)),
+        fixed_split(len(digits)),
+        max_angle,
+        seed,
+    )
+
+
+def check_max_angle(max_angle):
+    """Refuses an angle range outside (0, 180] degrees (before any file is read)."""
     if not 0.0 < max_angle <= 180.0:
         raise ValueError(f"max_angle must be in (0, 180] degrees, got {max_angle}.")
-    digits, classes = read_digits(path)
-    angles = np.random.default_rng(seed).uniform(-max_angle, max_angle, len(digits))
+
+
+def rotated_data(name, images, classes, group_names, split_rows, max_angle, seed):
+    """Images each rotated by a seeded angle, as `RegressionData` (target = angle).
+
+    The angles are uniform in `[-max_angle, max_angle]` degrees
+    (`np.random.default_rng(seed)`); the classes become the data's groups.
+    Shared by `rotated_mnist` and `rotated_fashion_mnist`.
+
+    Args:
+        name: the data set's name.
+        images: `(n, 28, 28, 1)` uint8 images.
+        classes: `(n,)` int class of each image.
+        group_names: names of the classes (index = class id).
+        split_rows: the fixed `{"train", "validation", "test"}` rows.
+        max_angle: half-width of the angle range, degrees.
+        seed: seed of the angles.
+
+    Example:
+
+    >>> rows = {"train": [0], "validation": [1], "test": [2]}
+    >>> data = rotated_data("three", np.zeros((3, 28, 28, 1), "uint8"),
+    ...     np.array([0, 1, 1]), ("a", "b"), rows, 10.0, 0)
+    >>> bool(abs(data.y).max() <= 10.0), data.group_names
+    (True, ('a', 'b'))
+    """
+    angles = np.random.default_rng(seed).uniform(-max_angle, max_angle, len(images))
     return RegressionData(
-        x=rotate(digits, angles),
+        x=rotate(images, angles),
         y=angles.astype("float32"),
         feature_names=("pixels",),
-        name="rotated_mnist",
+        name=name,
         target_name="rotation angle (degrees, counter-clockwise)",
         groups=classes,
-        group_names=tuple(str(d) for d in range(10)),
+        group_names=group_names,
         modality="image",
-        split_rows=fixed_split(len(digits)),
+        split_rows=split_rows,
     )
 
 
@@ -104,6 +144,9 @@ def read_digits(path=None):
     return images, classes.astype("int32")
 
 
+ROTATE_CHUNK = 10000
+
+
 def rotate(images, angles_degrees):
     """Rotates each image about its centre (counter-clockwise, black fill).
 
@@ -113,9 +156,20 @@ def rotate(images, angles_degrees):
             counter-clockwise as displayed (row 0 at the top).
 
     Returns:
-        The rotated images, same dtype as `images` (uint8 is rounded).
+        The rotated images, same dtype as `images` (uint8 is rounded). Large
+        inputs are rotated in slices of `ROTATE_CHUNK` images (bounded float32
+        memory).
     """
     images = np.asarray(images)
+    if len(images) > ROTATE_CHUNK:
+        return np.concatenate(
+            [
+                rotate(
+                    images[i : i + ROTATE_CHUNK], angles_degrees[i : i + ROTATE_CHUNK]
+                )
+                for i in range(0, len(images), ROTATE_CHUNK)
+            ]
+        )
     height, width = images.shape[1:3]
     theta = np.deg2rad(np.asarray(angles_degrees, dtype="float64"))
     cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
